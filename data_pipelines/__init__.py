@@ -1,0 +1,1 @@
+"""Data pipelines: procedural oscillation videos, video ingestion, preprocessing, input pipelines."""

@@ -1,0 +1,83 @@
+"""Spectral volumes: per-pixel temporal Fourier coefficients of motion, and back to trajectories.
+
+Conventions (DESIGN.md): trajectories `(..., T, H, W, 2)` in pixels with channel 0 = x, 1 = y;
+spectral volumes `(..., K, H, W, 4)` with channels `[Re x, Re y, Im x, Im y]`, the unnormalised
+forward FFT over T samples (numpy's default), bins 0..K-1 (DC included).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+NUM_FRAMES = 150  # T: samples per clip (5 s at 30 fps), PAPER.md 2.2
+NUM_FREQS = 16    # K: kept frequency bins, 0 .. 3.0 Hz at 30 fps, PAPER.md 2.1
+
+
+def to_spectral_volume(traj: jnp.ndarray, num_freqs: int = NUM_FREQS) -> jnp.ndarray:
+    """`(..., T, H, W, 2)` trajectories → `(..., K, H, W, 4)` spectral volume (first K rfft bins)."""
+    traj = jnp.asarray(traj)
+    if traj.ndim < 4 or traj.shape[-1] != 2:
+        raise ValueError(f"trajectories must have shape (..., T, H, W, 2), got {traj.shape}")
+    num_frames = traj.shape[-4]
+    if not 1 <= num_freqs <= num_frames // 2 + 1:
+        raise ValueError(f"num_freqs={num_freqs} must be in [1, T//2+1] for T={num_frames}")
+    coeffs = jnp.fft.rfft(traj, axis=-4)[..., :num_freqs, :, :, :]
+    return jnp.concatenate([coeffs.real, coeffs.imag], axis=-1).astype(jnp.float32)
+
+
+def fourier_basis(times, num_freqs: int, period: int = NUM_FRAMES):
+    """Real synthesis basis `(len(times), K)` pair (cos, sin) for evaluating a truncated rfft.
+
+    The inverse real DFT of bins 0..K-1 (the rest zero) at time t is
+    `sum_k c_k (Re S_k cos(2πkt/N) - Im S_k sin(2πkt/N)) / N` with c_0 = 1, c_{N/2} = 1 and
+    c_k = 2 otherwise: exactly `irfft` at integer t, and the continuous Fourier series in between.
+    """
+    times = jnp.asarray(times, jnp.float32)
+    k = jnp.arange(num_freqs, dtype=jnp.float32)
+    weight = jnp.where((k == 0) | (2 * k == period), 1.0, 2.0) / period
+    phase = 2.0 * jnp.pi * times[:, None] * k[None, :] / period
+    return weight * jnp.cos(phase), weight * jnp.sin(phase)
+
+
+def to_trajectories(sv: jnp.ndarray, num_frames: int = NUM_FRAMES, times=None,
+                    period: int = NUM_FRAMES) -> jnp.ndarray:
+    """`(..., K, H, W, 4)` spectral volume → `(..., T, H, W, 2)` displacements.
+
+    `times` (fractional frame indices, e.g. from `frame_times`) overrides `num_frames`; the motion
+    is the Fourier series of period `period` frames (the clip length the spectrum was taken over),
+    so fractional times give slow motion and times beyond `period` repeat the loop.
+    """
+    sv = jnp.asarray(sv)
+    if sv.ndim < 4 or sv.shape[-1] != 4:
+        raise ValueError(f"spectral volume must have shape (..., K, H, W, 4), got {sv.shape}")
+    if times is None:
+        times = jnp.arange(num_frames)
+    cos, sin = fourier_basis(times, sv.shape[-4], period)
+    cos, sin = cos.astype(sv.dtype), sin.astype(sv.dtype)
+    real, imag = sv[..., :2], sv[..., 2:]
+    return (jnp.einsum("tk,...khwc->...thwc", cos, real)
+            - jnp.einsum("tk,...khwc->...thwc", sin, imag))
+
+
+def frame_times(num_frames: int, speed: float = 1.0, start: float = 0.0) -> np.ndarray:
+    """Frame indices at which to evaluate the motion: `speed=0.5` plays it twice as slowly."""
+    if num_frames < 1 or speed <= 0:
+        raise ValueError(f"need num_frames >= 1 and speed > 0, got {num_frames}, {speed}")
+    return (start + speed * np.arange(num_frames)).astype(np.float32)
+
+
+def scale_amplitude(sv: jnp.ndarray, factor: float) -> jnp.ndarray:
+    """Motion magnification (factor > 1) or minification (< 1): every displacement scales by factor."""
+    return sv * factor
+
+
+def complex_coefficients(sv: jnp.ndarray) -> jnp.ndarray:
+    """`(..., K, H, W, 4)` → complex `(..., K, H, W, 2)` coefficients of (x, y)."""
+    sv = jnp.asarray(sv)
+    return sv[..., :2] + 1j * sv[..., 2:]
+
+
+def amplitude(sv: jnp.ndarray) -> jnp.ndarray:
+    """Per-frequency motion amplitude `(..., K, H, W)`: the 2D complex vector norm at each pixel."""
+    return jnp.sqrt(jnp.sum(jnp.square(sv), axis=-1))
