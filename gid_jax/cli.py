@@ -26,6 +26,15 @@ def _cmd_synth(args) -> None:
     print(f"{len(paths)} videos (.mp4 + ground-truth .npz) in {args.out}")
 
 
+def _cmd_prepare(args) -> None:
+    from data_pipelines.prepare import prepare, summary
+    from gid_jax.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    result = prepare(args.videos, args.out, config, beam_options=args.beam_options)
+    print(summary(result))
+
+
 def _cmd_quickstart(args) -> None:
     from gid_jax.quickstart import quickstart
 
@@ -60,6 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fraction of windless, motionless videos (default: 0)")
     synth.set_defaults(run=_cmd_synth)
 
+    prep = sub.add_parser(
+        "prepare", help="turn a folder of videos into training datasets",
+        usage="gid prepare --videos DIR --out DATA_DIR [--config FILE:VARIANT] "
+              "[--config.FIELD=VALUE ...] [-- BEAM_OPTIONS ...]",
+        description="Decode every video (mp4/mov/webm/gif/frame folders) at the training fps and "
+        "size, compute optical flow from every 10th frame to each of the next 149, FFT the "
+        "trajectories into spectral volumes, drop camera-motion and static clips, and write TFDS "
+        "datasets (spectral volumes + renderer pairs) with per-frequency normalisation "
+        "statistics. Runs on Apache Beam: locally on the DirectRunner with all cores, or on "
+        "Dataflow/Flink/Spark with pipeline options after `--`, e.g. "
+        "`-- --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp`. "
+        "Re-running skips finished videos; corrupt files are reported and skipped.")
+    prep.add_argument("--videos", required=True, help="folder of videos (searched recursively)")
+    prep.add_argument("--out", required=True, help="output data directory")
+    prep.add_argument("--config", default="configs/prepare.py:paper",
+                      help="config FILE:VARIANT (default: configs/prepare.py:paper; tiny for tests); "
+                      "override fields with --config.FIELD=VALUE")
+    prep.set_defaults(run=_cmd_prepare)
+
     quick = sub.add_parser(
         "quickstart", help="run the main job end to end on procedural data",
         description="The main job (what `make demo` runs): synthesise a few procedural videos, "
@@ -75,8 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gid_jax.config import split_overrides
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    beam_options = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    argv, overrides = split_overrides(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.overrides, args.beam_options = overrides, beam_options
+    if overrides and not hasattr(args, "config"):
+        parser.error(f"gid {args.command} takes no --config overrides")
     try:
         args.run(args)
     except (ValueError, OSError) as err:

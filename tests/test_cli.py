@@ -47,3 +47,14 @@ def test_synth_writes_videos(tmp_path):
     assert out.returncode == 0, out.stderr
     assert sorted(p.suffix for p in tmp_path.iterdir() if not p.name.startswith(".")) == \
         [".mp4", ".mp4", ".npz", ".npz"]
+
+
+def test_prepare_help_and_bad_input(tmp_path):
+    out = gid("prepare", "--help")
+    assert out.returncode == 0 and "DataflowRunner" in out.stdout and "--config" in out.stdout
+    out = gid("prepare", "--videos", str(tmp_path / "missing"), "--out", str(tmp_path / "data"),
+              "--config", "configs/prepare.py:tiny")
+    assert out.returncode == 2 and "missing" in out.stderr.strip().splitlines()[-1]
+    out = gid("prepare", "--videos", str(tmp_path), "--out", str(tmp_path / "data"),
+              "--config", "configs/prepare.py:tiny", "--config.no_such_field=1")
+    assert out.returncode == 2 and "no_such_field" in out.stderr.strip().splitlines()[-1]

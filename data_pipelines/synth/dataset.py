@@ -112,7 +112,8 @@ def generate_video(seed: int, size=(256, 160), num_frames=150, fps=30.0, camera_
     scene_rng, wind_rng, shake_rng, flag_rng = (np.random.default_rng(s) for s in ss.spawn(4))
     static = bool(flag_rng.random() < static_prob)
     shaking = bool(flag_rng.random() < camera_shake_prob)
-    wind_strength = float(np.exp(scene_rng.uniform(np.log(0.05), np.log(1.0))))
+    # log-uniform from a light breeze to strong wind; windless clips come from static_prob
+    wind_strength = float(np.exp(scene_rng.uniform(np.log(0.2), np.log(1.2))))
     pad = int(np.ceil(0.15 * height)) + 2
     b = SceneBuilder(scene_rng, width, height, pad)
     desc = build_scene(b, wind_strength)

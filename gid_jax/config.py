@@ -1,0 +1,76 @@
+"""Loading run configurations: `configs/<name>.py:<variant>` plus `--config.a.b=value` overrides.
+
+The same syntax as ml_collections' absl `config_flags`, for our argparse command line.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import ml_collections
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve_config_path(path: str) -> Path:
+    """A config file as given, or else relative to the project checkout (`configs/...`)."""
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    if not candidate.is_absolute() and (PROJECT_ROOT / candidate).is_file():
+        return PROJECT_ROOT / candidate
+    raise FileNotFoundError(f"{path}: config file not found")
+
+
+def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+    """`"configs/prepare.py:tiny"` → `get_config("tiny")` of that file, with overrides applied.
+
+    Overrides look like `config.num_freqs=8` or `--config.vae.base_channels=64`; values are
+    Python literals (numbers, tuples, True/False) or else plain strings, and must keep the
+    field's type (ConfigDict is type-safe).
+    """
+    path_text, _, arg = spec.partition(":")
+    path = resolve_config_path(path_text)
+    module_spec = importlib.util.spec_from_file_location(f"gid_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{path}: a config file must define get_config(arg)")
+    config = module.get_config(arg) if arg else module.get_config()
+    for item in overrides:
+        apply_override(config, item)
+    return config
+
+
+def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
+    key, sep, text = item.lstrip("-").partition("=")
+    if not sep or not key.startswith("config."):
+        raise ValueError(f"override {item!r} must look like --config.field=value")
+    *parents, leaf = key[len("config."):].split(".")
+    node = config
+    for name in parents:
+        if name not in node:
+            raise ValueError(f"override {item!r}: no config field {name!r}")
+        node = node[name]
+    if leaf not in node:
+        raise ValueError(f"override {item!r}: no config field {key[len('config.'):]!r}")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    if isinstance(node[leaf], str) and not isinstance(value, str):
+        value = text
+    if isinstance(node[leaf], tuple) and isinstance(value, list):
+        value = tuple(value)
+    try:
+        node[leaf] = value
+    except TypeError as err:
+        raise ValueError(f"override {item!r}: {err}") from None
+
+
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Separates `--config.x=y` items from the other command-line arguments."""
+    overrides = [a for a in argv if a.startswith("--config.")]
+    return [a for a in argv if not a.startswith("--config.")], overrides
