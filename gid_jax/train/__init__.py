@@ -1,0 +1,23 @@
+"""Training: one generic loop (`train`) driven by a small `Task` per stage."""
+
+from gid_jax.train.loop import Trainer, TrainResult, train
+from gid_jax.train.state import TrainState
+from gid_jax.train.task import Task, compute_dtype
+
+TASKS: dict[str, str] = {
+    # name -> "module:factory(config) -> Task"; stage tasks register here.
+    "toy": "gid_jax.train.toy:make_toy_task",
+}
+
+
+def get_task(name: str, config):
+    """Instantiate a registered task by name."""
+    import importlib
+
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)}")
+    module, factory = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), factory)(config)
+
+
+__all__ = ["TASKS", "Task", "TrainResult", "TrainState", "Trainer", "compute_dtype", "get_task", "train"]

@@ -1,0 +1,348 @@
+"""The one generic training loop: `train(task, config, workdir)` for every stage.
+
+Per step: host-local batch → global array (sharded over ('data','fsdp')) → one jitted, donated,
+explicitly sharded step: (micro-batched) loss and gradients → NaN/inf guard → optax update →
+EMA → CLU metric accumulation. Around it: checkpoints (async, with the input position and RNG;
+exact resume), SIGTERM → final save, metrics to TensorBoard + metrics.jsonl, clu ReportProgress /
+Profile, periodic evaluation, steps/s, examples/s and MFU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from clu import periodic_actions
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from gid_jax.parallel import arrays as parr
+from gid_jax.parallel.distributed import initialize_distributed
+from gid_jax.parallel.mesh import create_mesh, mesh_summary
+from gid_jax.parallel.rules import tree_shardings
+from gid_jax.train import metrics as tm
+from gid_jax.train.checkpoint import Checkpointer, load_params_from
+from gid_jax.train.optim import create_optimizer, ema_update, schedule_step
+from gid_jax.train.state import TrainState, abstract_model, make_init_fn
+from gid_jax.train.task import trainable_filter
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    state: TrainState
+    step: int
+    preempted: bool
+    last_metrics: dict[str, float]
+    workdir: Path
+
+
+class Trainer:
+    """Everything about one (task, config, mesh) except the host loop: state creation, the step."""
+
+    def __init__(self, task, config, mesh=None):
+        self.task, self.config = task, config
+        self.mesh = mesh if mesh is not None else create_mesh(config.mesh)
+        tc = config.train
+        self.num_steps = int(tc.num_steps)
+        self.global_batch = int(tc.batch_size)
+        self.accum = int(tc.get("grad_accum_steps", 1) or 1)
+        self.nan_guard = bool(tc.get("nan_guard", True))
+        self.ema_decay = float(tc.get("ema_decay", 0.0) or 0.0)
+        pc, shards = jax.process_count(), parr.batch_shards(self.mesh)
+        if self.global_batch % pc:
+            raise ValueError(f"train.batch_size={self.global_batch} is not divisible by the {pc} processes")
+        if self.global_batch % (shards * self.accum):
+            raise ValueError(f"train.batch_size={self.global_batch} must be divisible by data×fsdp "
+                             f"({shards}) × grad_accum_steps ({self.accum})")
+        self.tx, self.schedule = create_optimizer(config.optimizer, self.num_steps)
+        self.trainable = trainable_filter(task)
+        self.graphdef, _, _ = nnx.split(abstract_model(task, config), self.trainable, ...)
+        self.init_fn = make_init_fn(task, config, self.tx, self.trainable, self.ema_decay)
+        abstract = jax.eval_shape(self.init_fn, jax.random.PRNGKey(0))
+        self.state_shardings = tree_shardings(abstract, self.mesh)
+        self.abstract_state = jax.tree.map(
+            lambda s, sub: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), sub),
+            self.state_shardings, abstract)
+        self.replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.batch_sharding = parr.batch_sharding(self.mesh)
+        self.metric_collection = None
+        self._compiled = None
+        self.flops_per_step = None
+
+    # ------------------------------------------------------------------ state
+    def init_state(self, seed: int) -> TrainState:
+        init = jax.jit(self.init_fn, out_shardings=self.state_shardings)
+        return init(jax.random.PRNGKey(int(seed)))
+
+    def apply_init_from(self, state: TrainState, init_cfg) -> TrainState:
+        out, names = load_params_from(init_cfg.workdir, {"params": state.params, "rest": state.rest},
+                                      filter=init_cfg.get("filter", ".*"),
+                                      use_ema=bool(init_cfg.get("use_ema", True)),
+                                      step=int(init_cfg.get("step", -1)))
+        ema = jax.tree.map(jnp.copy, out["params"]) if state.ema is not None else None
+        return state.replace(params=out["params"], rest=out["rest"], ema=ema,
+                             opt_state=jax.jit(self.tx.init, out_shardings=self.state_shardings.opt_state)(
+                                 out["params"]))
+
+    def model(self, state: TrainState, use_ema: bool = False) -> nnx.Module:
+        params = state.ema if (use_ema and state.ema is not None) else state.params
+        return nnx.merge(self.graphdef, params, state.rest)
+
+    # ------------------------------------------------------------------ the step
+    def _loss(self, params, rest, batch, rng):
+        model = nnx.merge(self.graphdef, params, rest)
+        loss, aux = self.task.loss_fn(model, batch, rng)
+        _, _, new_rest = nnx.split(model, self.trainable, ...)
+        aux = {k: jnp.asarray(v, jnp.float32) for k, v in dict(aux).items()}
+        return jnp.asarray(loss, jnp.float32), (aux, new_rest)
+
+    def _grads(self, params, rest, batch, rng):
+        vg = jax.value_and_grad(self._loss, has_aux=True)
+        k = self.accum
+        if k == 1:
+            (loss, (aux, rest)), grads = vg(params, rest, batch, rng)
+            return grads, loss, aux, rest
+        # Micro-batch i = examples i, i+k, i+2k, ...: every device keeps its own examples.
+        micro = jax.tree.map(lambda x: x.reshape((x.shape[0] // k, k) + x.shape[1:]).swapaxes(0, 1), batch)
+        micro = jax.lax.with_sharding_constraint(
+            micro, NamedSharding(self.mesh, parr.batch_spec(self.mesh, extra_leading=1)))
+        first = jax.tree.map(lambda x: x[0], micro)
+        aux_shape = jax.eval_shape(lambda: vg(params, rest, first, rng)[0][1][0])
+        zeros_aux = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shape)
+        zeros_g = jax.tree.map(jnp.zeros_like, params)
+
+        def body(carry, xs):
+            g_acc, l_acc, a_acc, rest = carry
+            mb, i = xs
+            (l, (a, rest)), g = vg(params, rest, mb, jax.random.fold_in(rng, i))
+            return (jax.tree.map(jnp.add, g_acc, g), l_acc + l, jax.tree.map(jnp.add, a_acc, a), rest), None
+
+        (g, l, a, rest), _ = jax.lax.scan(body, (zeros_g, jnp.zeros((), jnp.float32), zeros_aux, rest),
+                                          (micro, jnp.arange(k)))
+        return jax.tree.map(lambda x: x / k, g), l / k, jax.tree.map(lambda x: x / k, a), rest
+
+    def _raw_step(self, state: TrainState, batch):
+        rng = jax.random.fold_in(state.rng, state.step)
+        grads, loss, aux, new_rest = self._grads(state.params, state.rest, batch, rng)
+        grad_norm = optax.global_norm(grads)
+        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        if not self.nan_guard:
+            ok = jnp.ones((), bool)
+        count = schedule_step(state.opt_state)
+        lr = self.schedule(count) if count is not None else jnp.zeros(())
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ema = ema_update(state.ema, params, self.ema_decay) if state.ema is not None else None
+
+        def keep(new, old):
+            return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+
+        new_state = state.replace(
+            step=state.step + 1, params=keep(params, state.params), rest=keep(new_rest, state.rest),
+            opt_state=keep(opt_state, state.opt_state), ema=keep(ema, state.ema),
+            skipped=state.skipped + (~ok).astype(jnp.int32))
+        values = dict(loss=loss, grad_norm=grad_norm, learning_rate=jnp.asarray(lr, jnp.float32),
+                      skipped=(~ok).astype(jnp.float32), **aux)
+        return new_state, values, ok
+
+    def _step(self, state, batch, macc):
+        new_state, values, ok = self._raw_step(state, batch)
+        one = self.metric_collection.single_from_model_output(
+            mask=ok.reshape(1), **{k: jnp.reshape(v, (1,)).astype(jnp.float32) for k, v in values.items()})
+        return new_state, macc.merge(one)
+
+    def compile(self, batch) -> Any:
+        """AOT-compile the step for `batch`'s shapes; returns the compiled step (also stored)."""
+        abstract_batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), batch)
+        names = list(jax.eval_shape(self._raw_step, self.abstract_state, abstract_batch)[1].keys())
+        self.metric_collection = tm.make_collection(names, unmasked=("skipped",))
+        empty = self.empty_metrics()
+        jitted = jax.jit(self._step,
+                         in_shardings=(self.state_shardings, self.batch_sharding, self.replicated),
+                         out_shardings=(self.state_shardings, self.replicated),
+                         donate_argnums=(0, 2))
+        t0 = time.time()
+        self._compiled = jitted.lower(self.abstract_state, abstract_batch, empty).compile()
+        self.compile_seconds = time.time() - t0
+        flops = tm.compiled_flops(self._compiled)
+        # XLA counts a while-loop body once: scale the scanned micro-batch work by k.
+        self.flops_per_step = None if flops is None else flops * self.accum
+        return self._compiled
+
+    def empty_metrics(self):
+        return jax.device_put(self.metric_collection.empty(), self.replicated)
+
+    def step(self, state, batch, macc):
+        return self._compiled(state, batch, macc)
+
+
+class _Preemption:
+    """SIGTERM → save and stop. Multi-process runs use JAX's preemption sync point (all hosts agree)."""
+
+    def __init__(self):
+        self.flag = False
+        self.distributed = jax.process_count() > 1
+        self._old = None
+        if not self.distributed and threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._handler)
+
+    def _handler(self, signum, frame):
+        log.warning("SIGTERM received: saving a checkpoint and stopping")
+        self.flag = True
+
+    def reached(self, step: int) -> bool:
+        if self.distributed:
+            try:
+                from jax.experimental import multihost_utils
+
+                return bool(multihost_utils.reached_preemption_sync_point(step))
+            except Exception:
+                return False
+        return self.flag
+
+    def close(self):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def _flatten_config(config, prefix="") -> dict[str, Any]:
+    out = {}
+    d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten_config(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def train(task, config, workdir: str | os.PathLike, *, mesh=None,
+          hooks: Iterable[Callable[[int, "TrainContext"], None]] = ()) -> TrainResult:
+    """Train `task` as configured, in `workdir` (resuming from its newest good checkpoint).
+
+    `hooks`: extra callables `hook(step, ctx)` run after every step (ctx.state, ctx.checkpointer…).
+    Returns when `train.num_steps` is reached or after a SIGTERM-triggered save (`preempted=True`).
+    """
+    initialize_distributed()
+    workdir = Path(workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(task, config, mesh)
+    tc, cc = config.train, config.checkpoint
+    pi, pc = jax.process_index(), jax.process_count()
+    per_host = trainer.global_batch // pc
+    data_iter = task.create_train_iterator(config, batch_size=per_host, process_index=pi, process_count=pc)
+    ckpt = Checkpointer(workdir / "checkpoints", cc)
+    run_meta = {"num_processes": pc, "global_batch_size": trainer.global_batch,
+                "grad_accum_steps": trainer.accum, "task": getattr(task, "name", type(task).__name__)}
+    restored = ckpt.restore(trainer.abstract_state, data_iter, expected_meta=run_meta)
+    if restored is not None:
+        step, state, _ = restored
+        log.info("resumed from %s at step %d", ckpt.directory, step)
+    else:
+        state = trainer.init_state(int(config.get("seed", 0)))
+        step = 0
+        init_from = tc.get("init_from", None)
+        if init_from is not None and init_from.get("workdir", ""):
+            state = trainer.apply_init_from(state, init_from)
+    writer = tm.create_writer(workdir)
+    if step == 0:
+        writer.write_hparams({k: v for k, v in _flatten_config(config).items()})
+    ctx = TrainContext(trainer=trainer, state=state, checkpointer=ckpt, workdir=workdir, data_iter=data_iter)
+    actions = [periodic_actions.ReportProgress(
+        num_train_steps=trainer.num_steps, writer=writer,
+        every_secs=float(tc.get("progress_every_secs", 60.0)))]
+    if tc.get("profile", False) and pi == 0:
+        actions.append(periodic_actions.Profile(
+            logdir=os.fspath(workdir), num_profile_steps=int(tc.get("profile_num_steps", 5)),
+            first_profile=int(tc.get("profile_first_step", 10))))
+    log_every = max(1, int(tc.get("log_every", 100)))
+    eval_every = int(tc.get("eval_every", 0) or 0)
+    ckpt_every = max(1, int(cc.get("every_steps", 1000)))
+    eval_fn = getattr(task, "eval_fn", None)
+    peak = tm.peak_flops_per_device()
+    preemption = _Preemption()
+    last_scalars: dict[str, float] = {}
+    ckpt_metrics: dict[str, float] = {}
+    preempted = False
+    macc = None
+    log.info("training %s: steps %d→%d, global batch %d, mesh %s, %d process(es)", run_meta["task"], step,
+             trainer.num_steps, trainer.global_batch, mesh_summary(trainer.mesh), pc)
+    try:
+        window_t, window_steps = None, 0
+        while step < trainer.num_steps:
+            try:
+                host_batch = next(data_iter)
+            except StopIteration:
+                log.warning("the training iterator ran out at step %d; stopping", step)
+                break
+            batch = parr.host_to_global(host_batch, trainer.mesh)
+            if macc is None:
+                trainer.compile(batch)
+                macc = trainer.empty_metrics()
+                log.info("step compiled in %.1fs; %s FLOPs/step/device", trainer.compile_seconds,
+                         f"{trainer.flops_per_step:.3g}" if trainer.flops_per_step else "unknown")
+            if window_t is None:
+                window_t = time.perf_counter()
+            with jax.profiler.StepTraceAnnotation("train", step_num=step):
+                state, macc = trainer.step(state, batch, macc)
+            step += 1
+            window_steps += 1
+            ctx.state = state
+            for action in actions:
+                action(step)
+            if step % log_every == 0 or step == trainer.num_steps:
+                scalars = tm.collection_to_floats(macc, "train/")
+                macc = trainer.empty_metrics()
+                dt = time.perf_counter() - window_t
+                sps = window_steps / dt if dt > 0 else float("nan")
+                scalars["train/skipped_steps_total"] = float(jax.device_get(state.skipped))
+                scalars["perf/steps_per_sec"] = sps
+                scalars["perf/examples_per_sec"] = sps * trainer.global_batch
+                if peak and trainer.flops_per_step:
+                    scalars["perf/mfu"] = trainer.flops_per_step * sps / peak
+                writer.write_scalars(step, scalars)
+                last_scalars = scalars
+                ckpt_metrics.update(scalars)
+                window_t, window_steps = time.perf_counter(), 0
+            if eval_every and eval_fn is not None and step % eval_every == 0:
+                with actions[0].timed("eval"):
+                    ev = eval_fn(trainer.model(state, use_ema=bool(tc.get("eval_use_ema", True))), step)
+                ev = {f"eval/{k}": float(v) for k, v in ev.items()}
+                writer.write_scalars(step, ev)
+                ckpt_metrics.update(ev)
+                window_t = time.perf_counter()   # keep eval time out of steps/s
+            for hook in hooks:
+                hook(step, ctx)
+            preempted = preemption.reached(step)
+            if preempted or step % ckpt_every == 0 or step == trainer.num_steps:
+                ckpt.save(step, state, data_iter, run_meta, metrics=ckpt_metrics or None, force=preempted)
+            if preempted:
+                log.warning("preempted: checkpoint at step %d written, stopping", step)
+                break
+    finally:
+        preemption.close()
+        ckpt.close()
+        writer.flush()
+        writer.close()
+    return TrainResult(state=state, step=step, preempted=preempted, last_metrics=last_scalars, workdir=workdir)
+
+
+@dataclasses.dataclass
+class TrainContext:
+    trainer: Trainer
+    state: TrainState
+    checkpointer: Checkpointer
+    workdir: Path
+    data_iter: Any

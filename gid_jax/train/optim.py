@@ -1,0 +1,67 @@
+"""Optax optimiser and learning-rate schedule from `config.optimizer`; EMA of parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def _decay_steps(opt_cfg, num_steps: int) -> int:
+    d = int(opt_cfg.get("decay_steps", -1))
+    return num_steps if d is None or d < 0 else d
+
+
+def create_learning_rate_schedule(opt_cfg, num_steps: int) -> optax.Schedule:
+    """Linear warm-up from 0 over `warmup_steps`, then constant / cosine / linear decay."""
+    lr = float(opt_cfg.learning_rate)
+    warmup = int(opt_cfg.get("warmup_steps", 0))
+    kind = opt_cfg.get("schedule", "constant")
+    end = lr * float(opt_cfg.get("end_lr_factor", 0.0))
+    total = max(_decay_steps(opt_cfg, num_steps), warmup + 1)
+    if kind == "constant":
+        after = optax.constant_schedule(lr)
+    elif kind == "cosine":
+        after = optax.cosine_decay_schedule(lr, total - warmup, alpha=end / lr if lr else 0.0)
+    elif kind == "linear":
+        after = optax.linear_schedule(lr, end, total - warmup)
+    else:
+        raise ValueError(f"optimizer.schedule={kind!r}: expected 'constant', 'cosine' or 'linear'")
+    if warmup <= 0:
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), after], [warmup])
+
+
+def create_optimizer(opt_cfg, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """(optimizer, schedule). Adam (AdamW when weight_decay > 0) after global-norm clipping."""
+    schedule = create_learning_rate_schedule(opt_cfg, num_steps)
+    name = opt_cfg.get("name", "adam").lower()
+    kw = dict(b1=float(opt_cfg.get("b1", 0.9)), b2=float(opt_cfg.get("b2", 0.999)),
+              eps=float(opt_cfg.get("eps", 1e-8)))
+    wd = float(opt_cfg.get("weight_decay", 0.0))
+    if name in ("adam", "adamw"):
+        opt = optax.adamw(schedule, weight_decay=wd, **kw) if (wd > 0 or name == "adamw") else optax.adam(schedule, **kw)
+    elif name == "sgd":
+        opt = optax.sgd(schedule, momentum=float(opt_cfg.get("momentum", 0.0)) or None)
+    else:
+        raise ValueError(f"optimizer.name={name!r}: expected 'adam', 'adamw' or 'sgd'")
+    clip = float(opt_cfg.get("grad_clip_norm", 0.0) or 0.0)
+    parts = ([optax.clip_by_global_norm(clip)] if clip > 0 else []) + [opt]
+    return optax.chain(*parts), schedule
+
+
+def ema_update(ema: Any, params: Any, decay: float | jax.Array) -> Any:
+    """ema ← decay · ema + (1 − decay) · params, leaf by leaf (in the EMA's dtype)."""
+    return jax.tree.map(lambda e, p: (decay * e + (1.0 - decay) * p.astype(e.dtype)).astype(e.dtype),
+                        ema, params)
+
+
+def schedule_step(opt_state: Any) -> jax.Array | None:
+    """The optimiser's own step counter (what the schedule sees), if it has one."""
+    def has_count(x):
+        return "count" in getattr(x, "_fields", ())
+
+    counts = [x.count for x in jax.tree.leaves(opt_state, is_leaf=has_count) if has_count(x)]
+    return jnp.asarray(counts[0]) if counts else None
