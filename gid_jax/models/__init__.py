@@ -1,0 +1,1 @@
+"""Neural network modules: VAE, denoising U-Net, image encoder, splatting, renderer, perceptual loss."""
