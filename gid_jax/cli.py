@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 
 
@@ -33,6 +35,22 @@ def _cmd_prepare(args) -> None:
     config = load_config(args.config, args.overrides)
     result = prepare(args.videos, args.out, config, beam_options=args.beam_options)
     print(summary(result))
+
+
+def _cmd_train(args) -> int:
+    from gid_jax.config import load_config
+    from gid_jax.train import get_task, train
+
+    config = load_config(args.config, args.overrides)
+    if "task" not in config:
+        raise ValueError(f"{args.config}: the config has no 'task' field naming the stage to train")
+    result = train(get_task(config.task, config), config, args.workdir)
+    if result.preempted:
+        print(f"preempted: checkpoint saved at step {result.step}; run the same command to resume",
+              file=sys.stderr)
+        return 143  # 128 + SIGTERM, so schedulers see an unfinished job and can requeue it
+    print(f"trained {config.task} to step {result.step}; checkpoints in {args.workdir}")
+    return 0
 
 
 def _cmd_quickstart(args) -> None:
@@ -88,6 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
                       "override fields with --config.FIELD=VALUE")
     prep.set_defaults(run=_cmd_prepare)
 
+    trn = sub.add_parser(
+        "train", help="train one stage (VAE, LDM stage 1/2, renderer)",
+        usage="gid train --config configs/STAGE.py:VARIANT --workdir DIR [--config.FIELD=VALUE ...]",
+        description="Run the generic training loop for the stage named by the config's `task` "
+        "field, on every local device (and every host when launched with jax.distributed). "
+        "Checkpoints, the input position and the RNG go to WORKDIR/checkpoints; rerunning the "
+        "same command resumes exactly where a killed or preempted run stopped. Metrics go to "
+        "TensorBoard event files and WORKDIR/metrics.jsonl.")
+    trn.add_argument("--config", required=True,
+                     help="config FILE:VARIANT, e.g. configs/vae.py:tiny or configs/ldm.py:paper")
+    trn.add_argument("--workdir", required=True, help="run directory (checkpoints, metrics)")
+    trn.set_defaults(run=_cmd_train)
+
     quick = sub.add_parser(
         "quickstart", help="run the main job end to end on procedural data",
         description="The main job (what `make demo` runs): synthesise a few procedural videos, "
@@ -102,7 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    """Keeps INFO from our code (progress, ETA, metrics); libraries speak at WARNING and up."""
+    if record.levelno >= logging.WARNING:
+        return True
+    path = record.pathname.replace("\\", "/")
+    return "/gid_jax/" in path or "/data_pipelines/" in path or "/clu/periodic_actions" in path
+
+
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s %(message)s",
+                        datefmt="%H:%M:%S")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_libraries)
     from gid_jax.config import split_overrides
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -115,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if overrides and not hasattr(args, "config"):
         parser.error(f"gid {args.command} takes no --config overrides")
     try:
-        args.run(args)
+        code = args.run(args)
     except (ValueError, OSError) as err:
         # Bad input gets one clear line, not a traceback (DESIGN.md, Errors).
         print(f"gid {args.command}: error: {err}", file=sys.stderr)
@@ -123,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gid {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -58,3 +58,14 @@ def test_prepare_help_and_bad_input(tmp_path):
     out = gid("prepare", "--videos", str(tmp_path), "--out", str(tmp_path / "data"),
               "--config", "configs/prepare.py:tiny", "--config.no_such_field=1")
     assert out.returncode == 2 and "no_such_field" in out.stderr.strip().splitlines()[-1]
+
+
+def test_train_runs_a_config_and_reports_bad_ones(tmp_path):
+    out = gid("train", "--config", "configs/toy.py:tiny", "--workdir", str(tmp_path / "run"),
+              "--config.train.num_steps=10")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "step 10" in out.stdout and (tmp_path / "run" / "metrics.jsonl").exists()
+    out = gid("train", "--config", "configs/models.py:tiny", "--workdir", str(tmp_path / "bad"))
+    assert out.returncode == 2 and "no 'task' field" in out.stderr.strip().splitlines()[-1]
+    out = gid("train", "--config", "configs/nope.py:tiny", "--workdir", str(tmp_path / "bad"))
+    assert out.returncode == 2 and "config file not found" in out.stderr.strip().splitlines()[-1]

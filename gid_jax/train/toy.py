@@ -26,17 +26,10 @@ def toy_config() -> ml_collections.ConfigDict:
 
 
 def toy_train_config(**train_overrides) -> ml_collections.ConfigDict:
-    """configs/train_defaults.py ('tiny') + the toy block, for tests and benchmarks."""
-    import importlib.util
-    from pathlib import Path
+    """configs/toy.py ('tiny') with `train` fields overridden, for tests and benchmarks."""
+    from gid_jax.config import load_config
 
-    path = Path(__file__).resolve().parents[2] / "configs" / "train_defaults.py"
-    spec = importlib.util.spec_from_file_location("gid_configs_train_defaults", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config("tiny")
-    c.toy = toy_config()
-    c.optimizer.learning_rate = 1e-2
+    c = load_config("configs/toy.py:tiny")
     c.train.update(train_overrides)
     return c
 
