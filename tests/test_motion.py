@@ -275,3 +275,10 @@ def test_loop_seam_needs_only_the_end_frames():
     full = motion.loop_seam(motion.to_trajectories(sv))
     ends = motion.loop_seam(motion.to_trajectories(sv, times=[0, 1, T - 2, T - 1]))
     np.testing.assert_allclose(np.asarray(ends), np.asarray(full), rtol=1e-5)
+
+
+def test_unstable_damping_is_refused():
+    # semi-implicit Euler diverges when dt·γ >= 2: at 30 fps, beta = 0.3 breaks the 3 Hz band
+    sv = np.ones((K, 2, 2, 4), np.float32)
+    with pytest.raises(ValueError, match="unstable"):
+        motion.simulate_modal(sv, (0, 0), (1.0, 0.0), 10, beta=0.3)

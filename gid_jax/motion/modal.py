@@ -48,6 +48,24 @@ def initial_modal_state(sv, point, drag) -> jnp.ndarray:
     return (scale * jnp.conj(proj)).astype(jnp.complex64)
 
 
+def check_stable(omega, gamma, dt, alpha, beta) -> None:
+    """Refuse damping that makes semi-implicit Euler diverge (it would render NaN frames).
+
+    One step maps (q, q̇) by a matrix with determinant 1 − δtγ and trace 2 − δtγ − δt²ω²; both
+    eigenvalues lie inside the unit circle iff 0 <= δtγ < 2 and δt²ω² < 4 − 2δtγ.
+    """
+    h = float(dt)
+    bad = [k for k, (w, g) in enumerate(zip(omega, gamma))
+           if not (h * g < 2.0 and (h * w) ** 2 < 4.0 - 2.0 * h * g)]
+    if bad:
+        k = bad[0]
+        raise ValueError(
+            f"modal simulation is unstable at δt = {h:.4g} s: mode {k} (ω = {omega[k]:.3g} rad/s) "
+            f"has damping γ = alpha + beta·ω² = {gamma[k]:.3g}, and semi-implicit Euler needs "
+            f"δt·γ < 2 and δt²ω² < 4 − 2δt·γ; lower beta (now {beta:g}) or alpha (now {alpha:g}), "
+            "or raise fps")
+
+
 @functools.partial(jax.jit, static_argnames="num_steps")
 def integrate_modes(q0, omega, gamma, dt, num_steps: int):
     """Semi-implicit Euler trajectories `(num_steps, K)` of q̈ + γq̇ + ω²q = 0, released at rest.
@@ -79,6 +97,7 @@ def simulate_modal(sv, point, drag, num_steps: int, dt: float = 1.0 / 30.0,
         raise ValueError(f"need num_steps >= 1 and dt > 0, got {num_steps}, {dt}")
     omega = mode_angular_frequencies(sv.shape[0], fps, period)
     gamma = alpha + beta * omega**2
+    check_stable(omega, gamma, dt, alpha, beta)
     q0 = initial_modal_state(sv, point, drag)
     q = integrate_modes(q0, jnp.asarray(omega), jnp.asarray(gamma, jnp.float32),
                         jnp.float32(dt), num_steps)
