@@ -1,4 +1,4 @@
-"""tf.data input pipeline for (image, spectral volume) training examples.
+"""tf.data input pipelines: (image, spectral volume) examples, and renderer pairs.
 
     it = make_dataset("data/gid_motion", batch_size=8, seed=0, normalizer_scales=scales)
     batch = next(it)          # {'image': (B, H, W, 3) float32 in [0, 1],
@@ -26,6 +26,19 @@ Geometry on host or device. Resampling 4K + 3 channels at 256x160 costs ~16 ms o
 `geometry="device"` the pipeline only decodes, colour-jitters and samples the per-example
 augmentation parameters; `iterator.device_fn(batch)` (`augment.augment_batch_jax`, jit-able)
 then warps, rotates the vectors and normalises on the accelerator, with the same semantics.
+
+Renderer pairs (PAPER.md 6). `make_pairs_dataset` reads the `pairs` dataset of `gid prepare`
+through the same machinery (host sharding, per-epoch seeded shuffle, one-integer position,
+`InputIterator` save/restore) with another per-example function:
+
+    it = make_pairs_dataset("data/out", batch_size=8, seed=0, flip_prob=0.5)
+    batch = next(it)          # {'image', 'target_image': (B, H, W, 3) float32 in [0, 1],
+                              #  'flow': (B, H, W, 2) float32 pixels (I0 -> I_t, x then y),
+                              #  'mean_motion': (B, H, W, 1) float32 W = mean_t |F_t|, ...}
+
+Its only augmentation is the horizontal flip (with probability `flip_prob`), consistent with
+the motion: image, target, flow map and W are mirrored and the flow's x component negated
+(`augment.apply_geometry` with L = diag(-1, 1)); the flip is exact (no interpolation).
 """
 
 from __future__ import annotations
@@ -74,59 +87,73 @@ def _spectral_decoder() -> Callable:
     return getattr(prepare, "decode_spectral_volume", default_decode_spectral_volume)
 
 
-def load_tfds(source: TfdsSource, process_index: int, process_count: int):
+# The features each kind of dataset must have; its images ('image', 'target_image') may be PNG.
+DATASET_FEATURES = {
+    "spectral": ("image", "spectral_volume"),
+    "pairs": ("image", "target_image", "flow", "mean_motion"),
+}
+
+
+def load_tfds(source: TfdsSource, process_index: int, process_count: int, kind: str = "spectral"):
     """Reads this host's part of a TFDS directory, undecoded, plus the function that decodes it.
 
     Returns `(dataset, decode_fn)`: images stay encoded (PNG bytes) and spectral volumes compact
-    until after the shuffle, so the shuffle buffer holds compact examples.
+    until after the shuffle, so the shuffle buffer holds compact examples. `kind` ("spectral" or
+    "pairs", `DATASET_FEATURES`) picks the dataset below `gid prepare`'s output folder and the
+    features it must have.
     """
     import tensorflow_datasets as tfds
 
+    if kind not in DATASET_FEATURES:
+        raise ValueError(f"unknown dataset kind {kind!r}; known: {sorted(DATASET_FEATURES)}")
     path = Path(source.data_dir)
     if not path.exists():
         raise FileNotFoundError(f"{path}: dataset directory not found (write one with `gid prepare`)")
-    builder_dir = _find_builder_dir(path)
+    builder_dir = _find_builder_dir(path, prefer=kind)
     try:
         builder = tfds.builder_from_directory(os.fspath(builder_dir))
     except Exception as err:  # noqa: BLE001 - any TFDS failure is reported with the path
         raise ValueError(f"{builder_dir}: not a TFDS dataset directory ({err})") from None
     features = builder.info.features
-    missing = {"image", "spectral_volume"} - set(features.keys())
+    missing = set(DATASET_FEATURES[kind]) - set(features.keys())
     if missing:
         raise ValueError(f"{builder_dir}: dataset lacks features {sorted(missing)}; has {sorted(features.keys())}")
     if source.split not in builder.info.splits:
         raise ValueError(f"{builder_dir}: no split {source.split!r}; has {sorted(builder.info.splits.keys())}")
     split = tfds.split_for_jax_process(source.split, process_index=process_index,
                                        process_count=process_count)
-    encoded_image = isinstance(features["image"], tfds.features.Image)
-    decoders = {"image": tfds.decode.SkipDecoding()} if encoded_image else None
+    encoded = [k for k in ("image", "target_image")
+               if k in DATASET_FEATURES[kind] and isinstance(features[k], tfds.features.Image)]
+    decoders = {k: tfds.decode.SkipDecoding() for k in encoded} or None
     ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders,
                             read_config=tfds.ReadConfig(interleave_cycle_length=1))
     image_shape = tuple(features["image"].shape)
-    decode_sv = _spectral_decoder()
+    decode_sv = _spectral_decoder() if kind == "spectral" else None
 
     def decode(example):
         example = dict(example)
-        if encoded_image:
-            image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
-            if None not in image_shape:
-                image = tf.ensure_shape(image, image_shape)
-            example["image"] = image
-        example["spectral_volume"] = decode_sv(example)
+        for key in encoded:
+            image = tf.io.decode_image(example[key], channels=3, expand_animations=False)
+            shape = tuple(features[key].shape)
+            if None not in shape:
+                image = tf.ensure_shape(image, shape)
+            example[key] = image
+        if decode_sv is not None:
+            example["spectral_volume"] = decode_sv(example)
         return example
 
     decode.output_image_shape = image_shape
     return ds, decode
 
 
-def _find_builder_dir(path: Path) -> Path:
-    """`path` itself, or the dataset folder below it (`gid prepare`'s OUT: its `spectral` config)."""
+def _find_builder_dir(path: Path, prefer: str = "spectral") -> Path:
+    """`path` itself, or the dataset folder below it (`gid prepare`'s OUT: its `prefer` config)."""
     if (path / "dataset_info.json").exists():
         return path
     found = sorted(p.parent for p in path.rglob("dataset_info.json"))
     if len(found) > 1:
-        spectral = [p for p in found if "spectral" in p.relative_to(path).parts]
-        found = spectral or found
+        preferred = [p for p in found if prefer in p.relative_to(path).parts]
+        found = preferred or found
     if not found:
         raise FileNotFoundError(f"{path}: no dataset_info.json found (not a prepared dataset)")
     if len(found) > 1:
@@ -162,8 +189,14 @@ class PipelineSpec:
 
 def build_dataset(raw: tf.data.Dataset, spec: PipelineSpec, *, decode_fn=None,
                   augment: aug.AugmentConfig | None = None, normalizer_scales=None,
-                  start: int = 0, num_parallel_calls=tf.data.AUTOTUNE) -> tf.data.Dataset:
-    """The tf.data graph for this host's (already sharded) `raw` examples, from stream position `start`."""
+                  start: int = 0, num_parallel_calls=tf.data.AUTOTUNE,
+                  example_fn: Callable | None = None) -> tf.data.Dataset:
+    """The tf.data graph for this host's (already sharded) `raw` examples, from stream position `start`.
+
+    `example_fn(index, example, *, spec, config, decode_fn, example_key)` turns one raw example
+    into a training example (default: the spectral one, `_process_example`, with
+    `normalizer_scales`); `_process_pair` for renderer pairs.
+    """
     config = augment or aug.AugmentConfig.none()
     n = spec.num_examples
     if n == 0:
@@ -182,8 +215,14 @@ def build_dataset(raw: tf.data.Dataset, spec: PipelineSpec, *, decode_fn=None,
 
     ds = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(one_epoch)
     ds = ds.enumerate(start=first_epoch * n if n > 0 else 0).skip(skip)
-    process = functools.partial(_process_example, spec=spec, config=config, decode_fn=decode_fn,
-                                scales=normalizer_scales, example_key=example_key)
+    if example_fn is None:
+        process = functools.partial(_process_example, spec=spec, config=config, decode_fn=decode_fn,
+                                    scales=normalizer_scales, example_key=example_key)
+    else:
+        if normalizer_scales is not None:
+            raise ValueError("normalizer_scales apply to spectral examples only")
+        process = functools.partial(example_fn, spec=spec, config=config, decode_fn=decode_fn,
+                                    example_key=example_key)
     ds = ds.map(process, num_parallel_calls=num_parallel_calls, deterministic=True)
     ds = ds.batch(spec.batch_size, drop_remainder=spec.drop_remainder,
                   num_parallel_calls=num_parallel_calls, deterministic=True)
@@ -250,14 +289,7 @@ def make_dataset(source, batch_size: int, seed: int, *, augment: Any = "default"
     """
     if geometry not in GEOMETRY_PLACES:
         raise ValueError(f"geometry must be one of {GEOMETRY_PLACES}, got {geometry!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if process_index is None or process_count is None:
-        import jax
-        process_index = jax.process_index() if process_index is None else process_index
-        process_count = jax.process_count() if process_count is None else process_count
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    process_index, process_count = _check_batch_and_process(batch_size, process_index, process_count)
     config = aug.AugmentConfig() if isinstance(augment, str) and augment == "default" else aug.AugmentConfig.from_config(augment)
     if isinstance(normalizer_scales, (str, os.PathLike)):   # a normalization.json
         from gid_jax.motion import FrequencyNormalizer
@@ -290,11 +322,9 @@ def make_dataset(source, batch_size: int, seed: int, *, augment: Any = "default"
         if output_hw[0] > image_shape[0] or output_hw[1] > image_shape[1]:
             raise ValueError(f"output_size {output_hw} is larger than the examples {image_shape[:2]} "
                              "and no scaling is configured")
-    cardinality = int(raw.cardinality())
-    spec = PipelineSpec(batch_size=int(batch_size), seed=int(seed), process_index=int(process_index),
-                        process_count=int(process_count), shuffle_buffer=int(shuffle_buffer or 0),
-                        repeat=bool(repeat), drop_remainder=bool(drop_remainder), geometry=geometry,
-                        output_hw=output_hw, num_examples=cardinality if cardinality >= 0 else -1)
+    spec = _pipeline_spec(raw, batch_size=batch_size, seed=seed, process_index=process_index,
+                          process_count=process_count, shuffle_buffer=shuffle_buffer, repeat=repeat,
+                          drop_remainder=drop_remainder, geometry=geometry, output_hw=output_hw)
     build = functools.partial(build_dataset, raw, spec, decode_fn=decode_fn, augment=config,
                               normalizer_scales=None if geometry == "device" else normalizer_scales)
     device_fn = None
@@ -304,11 +334,120 @@ def make_dataset(source, batch_size: int, seed: int, *, augment: Any = "default"
     return InputIterator(build, spec, device_fn=device_fn)
 
 
-class InputIterator(clu_iterator.DatasetIterator):
-    """Numpy batches from the pipeline; its state is the stream position (see module docstring)."""
+def _check_batch_and_process(batch_size, process_index, process_count) -> tuple[int, int]:
+    """Validates the batch size; `(process_index, process_count)`, defaulting to JAX's."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    from gid_jax.parallel.distributed import resolve_process
 
-    def __init__(self, build: Callable[..., tf.data.Dataset], spec: PipelineSpec, device_fn=None):
+    return resolve_process(process_index, process_count)
+
+
+def _pipeline_spec(raw: tf.data.Dataset, *, batch_size, seed, process_index, process_count,
+                   shuffle_buffer, repeat, drop_remainder, geometry, output_hw) -> PipelineSpec:
+    cardinality = int(raw.cardinality())
+    return PipelineSpec(batch_size=int(batch_size), seed=int(seed), process_index=int(process_index),
+                        process_count=int(process_count), shuffle_buffer=int(shuffle_buffer or 0),
+                        repeat=bool(repeat), drop_remainder=bool(drop_remainder), geometry=geometry,
+                        output_hw=output_hw, num_examples=cardinality if cardinality >= 0 else -1)
+
+
+# --------------------------------------------------------------------------------------------
+# renderer pairs
+# --------------------------------------------------------------------------------------------
+
+_PAIRS_STATE_FORMAT = "gid_jax.PairsIterator/1"
+
+
+def _float_image(image: tf.Tensor) -> tf.Tensor:
+    return tf.image.convert_image_dtype(image, tf.float32) if image.dtype.is_integer else tf.cast(image, tf.float32)
+
+
+def _process_pair(index, example, *, spec: PipelineSpec, config: aug.AugmentConfig, decode_fn,
+                  example_key):
+    """One renderer pair: images to float [0, 1], W to (H, W, 1), then the (optional) flip."""
+    if decode_fn is not None:
+        example = decode_fn(example)
+    image, target = _float_image(example["image"]), _float_image(example["target_image"])
+    flow = tf.cast(example["flow"], tf.float32)
+    weight = tf.cast(example["mean_motion"], tf.float32)
+    if weight.shape.rank == 2:
+        weight = weight[..., None]
+    out = {k: v for k, v in example.items()
+           if k not in DATASET_FEATURES["pairs"] and v.shape.rank == 0 and v.dtype != tf.string}
+    if config.flip_prob > 0:
+        seed = tf.stack([tf.constant(example_key, tf.int64), index])
+        params = aug.sample_params(seed, config, (tf.shape(image)[0], tf.shape(image)[1]), spec.output_hw)
+        # Mirror image, target and W as one map, and the flow as a vector field (x negated).
+        maps, fields = aug.apply_geometry(params, config, spec.output_hw,
+                                          image=tf.concat([image, target, weight], axis=-1),
+                                          fields=flow[None])
+        image, target, weight, flow = maps[..., :3], maps[..., 3:6], maps[..., 6:], fields[0]
+    out.update(image=image, target_image=target, flow=flow, mean_motion=weight)
+    return out
+
+
+def pairs_augment_config(flip_prob: float = 0.5) -> aug.AugmentConfig:
+    """The pairs' augmentation: only the horizontal flip (exact, no resampling, no colour)."""
+    if not 0.0 <= float(flip_prob) <= 1.0:
+        raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob}")
+    return dataclasses.replace(aug.AugmentConfig.none(), flip_prob=float(flip_prob))
+
+
+def make_pairs_dataset(source, batch_size: int, seed: int, *, flip_prob: float = 0.5,
+                       shuffle_buffer: int = 256, process_index: int | None = None,
+                       process_count: int | None = None, repeat: bool = True,
+                       drop_remainder: bool = True, split: str = "train") -> "InputIterator":
+    """A checkpointable iterator of renderer-pair batches for this host (see module docstring).
+
+    source: `gid prepare`'s output folder or its `pairs` dataset folder (str / Path, with
+      `split`), a `TfdsSource`, or a `tf.data.Dataset` of dicts {'image', 'target_image': uint8
+      (H, W, 3), 'flow': float32 (H, W, 2), 'mean_motion': float32 (H, W) or (H, W, 1), optional
+      scalar features passed through}.
+    flip_prob: probability of the motion-consistent horizontal flip (0 turns it off).
+    Other arguments as in `make_dataset`. The iterator's state is the stream position.
+    """
+    process_index, process_count = _check_batch_and_process(batch_size, process_index, process_count)
+    config = pairs_augment_config(flip_prob)
+    if isinstance(source, (str, os.PathLike)):
+        source = TfdsSource(os.fspath(source), split)
+    if isinstance(source, TfdsSource):
+        raw, decode_fn = load_tfds(source, process_index, process_count, kind="pairs")
+        image_shape = decode_fn.output_image_shape
+    elif isinstance(source, tf.data.Dataset):
+        spec_ = source.element_spec
+        if not isinstance(spec_, dict) or not set(DATASET_FEATURES["pairs"]) <= set(spec_):
+            raise ValueError(f"source dataset must yield dicts with {list(DATASET_FEATURES['pairs'])}")
+        raw = source.shard(process_count, process_index) if process_count > 1 else source
+        decode_fn, image_shape = None, tuple(spec_["image"].shape)
+    else:
+        raise TypeError(f"source must be a tf.data.Dataset, a TFDS directory or a TfdsSource, got {type(source).__name__}")
+    if len(image_shape) != 3 or None in image_shape[:2]:
+        raise ValueError(f"pair images have no static size ({image_shape})")
+    spec = _pipeline_spec(raw, batch_size=batch_size, seed=seed, process_index=process_index,
+                          process_count=process_count, shuffle_buffer=shuffle_buffer, repeat=repeat,
+                          drop_remainder=drop_remainder, geometry="host",
+                          output_hw=(int(image_shape[0]), int(image_shape[1])))
+    build = functools.partial(build_dataset, raw, spec, decode_fn=decode_fn, augment=config,
+                              example_fn=_process_pair)
+    return InputIterator(build, spec, state_format=_PAIRS_STATE_FORMAT, settings={"flip_prob": config.flip_prob})
+
+
+# --------------------------------------------------------------------------------------------
+# the iterator
+# --------------------------------------------------------------------------------------------
+
+class InputIterator(clu_iterator.DatasetIterator):
+    """Numpy batches from the pipeline; its state is the stream position (see module docstring).
+
+    `state_format` names the kind of stream (spectral / pairs) and `settings` holds further
+    JSON-able values it must match on restore (beyond the `PipelineSpec`).
+    """
+
+    def __init__(self, build: Callable[..., tf.data.Dataset], spec: PipelineSpec, device_fn=None, *,
+                 state_format: str = _STATE_FORMAT, settings: dict | None = None):
         self._build, self.spec = build, spec
+        self.state_format, self.settings = state_format, dict(settings or {})
         self.device_fn = device_fn if device_fn is not None else (lambda batch: batch)
         self._start(0)
 
@@ -334,7 +473,10 @@ class InputIterator(clu_iterator.DatasetIterator):
                 for k, v in self.dataset.element_spec.items()}
 
     def state(self) -> dict:
-        return {"format": _STATE_FORMAT, "position": self.position, **_jsonable(dataclasses.asdict(self.spec))}
+        return {"format": self.state_format, "position": self.position, **self._identity()}
+
+    def _identity(self) -> dict:
+        return {**_jsonable(dataclasses.asdict(self.spec)), **self.settings}
 
     def save(self, filename) -> Path:
         """Writes the position (and the spec it belongs to) as JSON, atomically."""
@@ -354,9 +496,10 @@ class InputIterator(clu_iterator.DatasetIterator):
             raise FileNotFoundError(f"{path}: input pipeline state not found") from None
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}: unreadable input pipeline state ({err})") from None
-        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
-            raise ValueError(f"{path}: not an input pipeline state (expected format {_STATE_FORMAT})")
-        mine = _jsonable(dataclasses.asdict(self.spec))
+        if not isinstance(state, dict) or state.get("format") != self.state_format:
+            raise ValueError(f"{path}: not an input pipeline state of this kind (expected format "
+                             f"{self.state_format}, found {state.get('format') if isinstance(state, dict) else None!r})")
+        mine = self._identity()
         diff = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
         if diff:
             detail = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))

@@ -76,16 +76,6 @@ def grid_cells(config) -> list[dict]:
     return cells
 
 
-def _process(process_index, process_count):
-    if process_index is None or process_count is None:
-        import jax
-        process_index = jax.process_index() if process_index is None else process_index
-        process_count = jax.process_count() if process_count is None else process_count
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"run_sweep: process_index {process_index} not in [0, {process_count})")
-    return process_index, process_count
-
-
 def _write_json_atomic(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -131,7 +121,9 @@ def run_sweep(config, evaluate_cell: Callable[[dict], Mapping[str, float]], *,
     from tqdm.auto import tqdm
 
     jax_defaults = process_index is None and process_count is None
-    index, count = _process(process_index, process_count)
+    from gid_jax.parallel.distributed import resolve_process
+
+    index, count = resolve_process(process_index, process_count)
     out = Path(out_dir or config.out_dir)
     cells = grid_cells(config)
     mine = [c for i, c in enumerate(cells) if i % count == index]

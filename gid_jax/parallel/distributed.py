@@ -130,3 +130,15 @@ def is_primary() -> bool:
     import jax
 
     return jax.process_index() == 0
+
+
+def resolve_process(process_index: int | None = None, process_count: int | None = None) -> tuple[int, int]:
+    """`(process_index, process_count)`, each defaulting to JAX's, checked for consistency."""
+    import jax
+
+    if process_index is None or process_count is None:
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    return int(process_index), int(process_count)

@@ -129,7 +129,8 @@ def logical_to_spec(logical_axes: Sequence[str | None] | None, shape: Sequence[i
     return PartitionSpec(*spec)
 
 
-def _path_str(path) -> str:
+def path_str(path) -> str:
+    """A pytree key path as 'a/b/0/c' (nnx state paths, dict keys, sequence indices)."""
     parts = []
     for k in path:
         for attr in ("key", "name", "idx"):
@@ -158,7 +159,7 @@ def tree_shardings(tree: Any, mesh: Mesh, rules: Sequence[tuple[str, MeshAxes]] 
     tree prefix for `jax.jit(in_shardings/out_shardings)` and `jax.device_put`.
     """
     def leaf_sharding(path, x):
-        where = _path_str(path)
+        where = path_str(path)
         if isinstance(x, nnx.Variable):
             value = x.get_value()
             shape = getattr(value, "shape", ())

@@ -33,6 +33,8 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint import checkpoint_managers as ocm
 
+from gid_jax.parallel.rules import path_str
+
 log = logging.getLogger(__name__)
 
 
@@ -126,23 +128,11 @@ class DataIteratorRestore(ocp.args.CheckpointArgs):
 
 # ----------------------------------------------------------------------------- run metadata
 
-def _keystr(path) -> str:
-    parts = []
-    for k in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(k, attr):
-                parts.append(str(getattr(k, attr)))
-                break
-        else:
-            parts.append(str(k))
-    return "/".join(parts)
-
-
 def tree_signature(tree: Any) -> dict[str, list]:
     """{'/'-joined path: [shape, dtype]} for every leaf (arrays or ShapeDtypeStructs)."""
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        out[_keystr(path)] = [list(np.shape(leaf)), str(np.dtype(leaf.dtype))]
+        out[path_str(path)] = [list(np.shape(leaf)), str(np.dtype(leaf.dtype))]
     return out
 
 
@@ -331,14 +321,14 @@ def load_params_from(workdir: str | os.PathLike, targets: dict[str, Any], *, fil
             sub = tree_meta.get(container)
             if isinstance(sub, dict):
                 for p, m in jax.tree_util.tree_flatten_with_path(sub)[0]:
-                    src[_keystr(p)] = (container, m)
+                    src[path_str(p)] = (container, m)
         pattern = re.compile(filter)
         flat_targets = {name: jax.tree_util.tree_flatten_with_path(t) for name, t in targets.items()}
         wanted: dict[str, tuple[str, Any]] = {}   # "target/path" -> (source "container/path", leaf)
         names = []
         for tname, (leaves, _) in flat_targets.items():
             for path, leaf in leaves:
-                name = _keystr(path)
+                name = path_str(path)
                 short = name[:-len("/value")] if name.endswith("/value") else name
                 if not pattern.search(short) or name not in src:
                     continue
@@ -375,8 +365,23 @@ def load_params_from(workdir: str | os.PathLike, targets: dict[str, Any], *, fil
     for tname, (leaves, treedef) in flat_targets.items():
         new = []
         for path, leaf in leaves:
-            key = f"{tname}/{_keystr(path)}"
+            key = f"{tname}/{path_str(path)}"
             new.append(get(wanted[key][0]).astype(leaf.dtype) if key in wanted else leaf)
         out[tname] = jax.tree_util.tree_unflatten(treedef, new)
     log.info("init_from %s step %d (%s): copied %d arrays", workdir, step, trainable_src, len(names))
     return out, names
+
+
+def restore_model(workdir: str | os.PathLike, model, *, use_ema: bool = True, step: int = -1):
+    """Loads a run's (EMA) weights into `model`, a freshly built module of the same config, in
+    place; every array of the model must be in the checkpoint (a partial match is an error)."""
+    from flax import nnx
+
+    state = nnx.state(model)
+    out, names = load_params_from(workdir, {"model": state}, use_ema=use_ema, step=step)
+    expected = len(jax.tree.leaves(state))
+    if len(names) != expected:
+        raise ValueError(f"{workdir}: checkpoint holds {len(names)} of the model's {expected} "
+                         "arrays; was it trained with a different config?")
+    nnx.update(model, out["model"])
+    return model
