@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gid_jax.models.splatting import softmax_splat, sum_splat
-from gid_jax.motion.modal import (DAMPING_ALPHA, DAMPING_BETA, check_stable, initial_modal_state,
+from gid_jax.motion.modal import (DAMPING_ALPHA, DAMPING_BETA, initial_modal_state, stable_substeps,
                                   mode_angular_frequencies)
 from gid_jax.motion.spectral import NUM_FRAMES, amplitude
 
@@ -158,7 +158,7 @@ class InteractiveSession:
         self.dt = 1.0 / self.fps
         omega = mode_angular_frequencies(self.num_freqs, self.fps, period)
         gamma = self.alpha + self.beta * omega.astype(np.float64) ** 2
-        check_stable(omega, gamma, self.dt, self.alpha, self.beta)
+        self.substeps = stable_substeps(omega, gamma, self.dt)   # per frame, for stiff damping
         self.omega = jnp.asarray(omega)
         self.gamma = jnp.asarray(gamma, jnp.float32)
         self._sv_real = jnp.asarray(sv[..., :2])
@@ -204,7 +204,8 @@ class InteractiveSession:
         with self._lock:
             if n:
                 self.q, self.v = _advance(self.q, self.v, self.omega, self.gamma,
-                                          jnp.float32(self.dt), jnp.int32(n))
+                                          jnp.float32(self.dt / self.substeps),
+                                          jnp.int32(n * self.substeps))
                 self.frame_index += n
 
     def modal_state(self) -> tuple[np.ndarray, np.ndarray]:
