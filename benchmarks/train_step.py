@@ -2,6 +2,8 @@
 
     python benchmarks/train_step.py --task toy --batch 256 --steps 50 --mesh data=-1,fsdp=1
     python benchmarks/train_step.py --task toy --dtype bfloat16 --accum 2
+    python benchmarks/train_step.py --config configs/ldm.py:paper --batch 96 --dtype bfloat16 \
+        --config.data.dir=DATA --config.vae_workdir=runs/vae
 
 `--task` is a name registered in `gid_jax.train.TASKS` (stage tasks register there); the task's own
 iterator supplies one batch which is reused, so input-pipeline cost is excluded. MFU uses FLOPs
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import jax
@@ -29,15 +32,18 @@ def parse_mesh(text: str) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", default="toy")
-    ap.add_argument("--config", default="", help="config module path for the task (default: the task's "
-                    "test config)")
+    ap.add_argument("--task", default="", help="task name (default: the config's `task`)")
+    ap.add_argument("--config", default="", help="FILE:VARIANT, e.g. configs/vae.py:paper; extra "
+                    "--config.x=y arguments override its fields (default: the toy task)")
     ap.add_argument("--batch", type=int, default=256, help="global batch size")
     ap.add_argument("--accum", type=int, default=1, help="gradient-accumulation micro-batches")
     ap.add_argument("--dtype", default="float32", help="compute dtype")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--mesh", default="data=-1", help="e.g. data=2,fsdp=4,tensor=1")
+    from gid_jax.config import load_config, split_overrides
+
+    argv, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = ap.parse_args(argv)
 
     from gid_jax.parallel import host_to_global, initialize_distributed, mesh_summary
@@ -45,19 +51,8 @@ def main(argv=None):
     from gid_jax.train import metrics as tm
 
     initialize_distributed()
-    if args.config:
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("bench_config", args.config)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        config = mod.get_config("tiny")
-    elif args.task.startswith("toy"):
-        from gid_jax.train.toy import toy_train_config
-
-        config = toy_train_config()
-    else:
-        raise SystemExit(f"--config is needed for task {args.task!r}")
+    config = load_config(args.config or "configs/toy.py:tiny", overrides)
+    args.task = args.task or config.task
     config.train.update(batch_size=args.batch, grad_accum_steps=args.accum, compute_dtype=args.dtype,
                         num_steps=args.warmup + args.steps)
     config.mesh.update(parse_mesh(args.mesh))

@@ -18,14 +18,15 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     paper = variant == "paper"
     c = ml_collections.ConfigDict()
     c.out_dir = "runs/eval"
+    c.data_dir = ""                         # a `gid prepare` output folder (its test split)
     c.split = "test"
-    c.checkpoints = ("runs/train",)
+    c.checkpoints = ("runs/train",)         # pipeline directories or exported bundles
     # Sweep axes: every combination is one cell. Paper values: DDIM 250 steps (PAPER.md 10).
     c.grid = ml_collections.ConfigDict(dict(
         num_steps=(250,) if paper else (2, 4),
         guidance_weight=(1.0,) if paper else (1.0, 2.0),  # NOT RECOVERED: CFG weight
         solver=("ddim",),
-        num_freqs=(16,) if paper else (4,),               # K (Table 2 ablates 4, 8, 16, 24)
+        num_freqs=(16,) if paper else (8, 4),             # K kept at inference (Table 2: 4, 8, 16)
     ))
     c.plots = True
     c.seed = 0

@@ -64,6 +64,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         async_save=True,
     ))
     if arg == "tiny":
-        c.train.update(num_steps=20, batch_size=8, log_every=5, ema_decay=0.9)
+        c.train.update(num_steps=20, batch_size=8, log_every=5, ema_decay=0.9, progress_every_secs=10.0)
         c.checkpoint.update(every_steps=10)
     return c

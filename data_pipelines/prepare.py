@@ -1041,3 +1041,13 @@ def load_dataset(out_dir: str | os.PathLike, name: str = "spectral", split: str 
     if not _exists(_join(path, "dataset_info.json")):
         raise FileNotFoundError(f"{path}: no prepared dataset (run `gid prepare` first)")
     return tfds.builder_from_directory(path).as_dataset(split=split, **as_dataset_kwargs)
+
+
+def dataset_paths(out_dir: str | os.PathLike) -> dict[str, str]:
+    """Where `prepare(videos, out_dir, ...)` puts things: 'spectral' and 'pairs' TFDS folders,
+    the 'normalization' statistics JSON and the 'prepare_config' settings it was built with."""
+    out_dir = os.fspath(out_dir)
+    spectral = _join(out_dir, DATASET_NAME, "spectral", VERSION)
+    return {"spectral": spectral, "pairs": _join(out_dir, DATASET_NAME, "pairs", VERSION),
+            "normalization": _join(spectral, "normalization.json"),
+            "prepare_config": _join(out_dir, "prepare_config.json")}

@@ -475,3 +475,45 @@ def _resample_on_screen(timed: Iterator[tuple[float, float | None, np.ndarray]],
     while i / fps < end - eps:
         yield prev_frame
         i += 1
+
+
+def load_image(image, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A still image → float32 RGB `(H, W, 3)` in [0, 1], optionally resized to cover `size`
+    = (W, H) and centre-cropped (any input size works; nothing is rejected for its size).
+
+    `image` is a file path (png/jpg/bmp/...; grey, RGBA, 16-bit all fine: alpha is dropped) or an
+    array `(H, W)`, `(H, W, 1|3|4)` in RGB order, uint8/uint16 or float in [0, 1].
+    """
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such image file")
+        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if data is None:
+            raise ValueError(f"{path}: cannot read image (corrupt or not an image)")
+        rgb = _to_rgb(data)
+    else:
+        rgb = np.asarray(image)
+        if rgb.ndim == 2:
+            rgb = rgb[:, :, None]
+        if rgb.ndim != 3 or rgb.shape[2] not in (1, 3, 4) or min(rgb.shape[:2]) < 1:
+            raise ValueError(f"image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {rgb.shape}")
+        rgb = np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb[:, :, :3]
+    frame = _to_float(np.ascontiguousarray(rgb))
+    return frame if size is None else _cover_crop(frame, tuple(size))
+
+
+def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
+    """Writes `(T,H,W,3)` frames as a looping GIF (for reports and web pages), atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    images = [Image.fromarray(f) for f in _to_uint8(frames)]
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.gif")
+    try:
+        images[0].save(tmp, save_all=True, append_images=images[1:], loop=0,
+                       duration=max(1, round(1000.0 / fps)))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -194,7 +194,8 @@ def _sweep_config(tmp_path):
     c = _eval_config("tiny")
     c.out_dir = str(tmp_path / "sweep")
     c.checkpoints = ("runs/a", "runs/b")
-    return c  # 2 checkpoints x 2 num_steps x 2 guidance weights = 8 cells
+    c.grid.num_freqs = (4,)
+    return c  # 2 checkpoints x 2 num_steps x 2 guidance weights x 1 K = 8 cells
 
 
 def _fake_eval(calls, fail_after=None):

@@ -75,15 +75,16 @@ def ddim_sample(eps_fn: EpsFn, noise: jnp.ndarray, key: jax.Array, schedule: Noi
     def scan_body(z, inputs):
         t, t_prev, key = inputs
         abar, abar_prev = _alphas(schedule, t, z.dtype), _alphas(schedule, t_prev, z.dtype)
-        keys = jax.random.split(key, 2 * self_recurrence)
-        z_prev = z
-        for r in range(self_recurrence):
-            z_prev = one_step(z, t, t_prev, keys[2 * r])
-            if r + 1 < self_recurrence:   # re-noise z_{t-1} → z_t and repeat the step
-                ratio = abar / abar_prev
-                z = (jnp.sqrt(ratio) * z_prev
-                     + jnp.sqrt(1.0 - ratio) * jax.random.normal(keys[2 * r + 1], z.shape, z.dtype))
-        return z_prev, None
+        step_key, renoise_key = jax.random.split(key)
+
+        def recurrence(r, z_t):   # re-noise z_{t-1} → z_t and repeat the step (one traced copy)
+            z_prev = one_step(z_t, t, t_prev, jax.random.fold_in(step_key, r))
+            ratio = abar / abar_prev
+            noise = jax.random.normal(jax.random.fold_in(renoise_key, r), z.shape, z.dtype)
+            return jnp.sqrt(ratio) * z_prev + jnp.sqrt(1.0 - ratio) * noise
+
+        z = jax.lax.fori_loop(0, self_recurrence - 1, recurrence, z)
+        return one_step(z, t, t_prev, jax.random.fold_in(step_key, self_recurrence - 1)), None
 
     keys = jax.random.split(key, len(steps))
     z, _ = jax.lax.scan(scan_body, noise, (steps, prev_steps, keys))

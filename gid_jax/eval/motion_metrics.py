@@ -51,9 +51,11 @@ def loop_seam_metrics(traj) -> dict:
     return {"seam_position": position, "seam_velocity": velocity}
 
 
-def motion_metrics(pred_sv, ref_sv, num_frames: int = NUM_FRAMES) -> dict:
+def motion_metrics(pred_sv, ref_sv, num_frames: int = NUM_FRAMES, period: int | None = None) -> dict:
     """Scalar summary for one pair (mean over leading axes): per-frequency ``sv_err_f{k}`` and
-    ``sv_relerr_f{k}``, their means, ``epe`` of the motion textures, seam jumps of the prediction."""
+    ``sv_relerr_f{k}``, their means, ``epe`` of the motion textures, seam jumps of the prediction.
+    ``period``: the clip length the spectra describe (default ``num_frames``)."""
+    period = period or num_frames
     errs = spectral_volume_error(pred_sv, ref_sv)
     out = {}
     ab = np.asarray(errs["abs"]).reshape(-1, errs["abs"].shape[-1]).mean(0)
@@ -63,8 +65,8 @@ def motion_metrics(pred_sv, ref_sv, num_frames: int = NUM_FRAMES) -> dict:
         out[f"sv_relerr_f{k}"] = float(rel[k])
     out["sv_err"] = float(ab.mean())
     out["sv_relerr"] = float(rel.mean())
-    tp = to_trajectories(jnp.asarray(pred_sv), num_frames=num_frames)
-    tr = to_trajectories(jnp.asarray(ref_sv), num_frames=num_frames)
+    tp = to_trajectories(jnp.asarray(pred_sv), num_frames=num_frames, period=period)
+    tr = to_trajectories(jnp.asarray(ref_sv), num_frames=num_frames, period=period)
     out["epe"] = float(jnp.mean(endpoint_error(tp, tr)))
     for k, v in loop_seam_metrics(tp).items():
         out[k] = float(jnp.mean(v))

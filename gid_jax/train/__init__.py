@@ -7,6 +7,9 @@ from gid_jax.train.task import Task, compute_dtype
 TASKS: dict[str, str] = {
     # name -> "module:factory(config) -> Task"; stage tasks register here.
     "toy": "gid_jax.train.toy:make_toy_task",
+    "renderer": "gid_jax.train.renderer_task:make_renderer_task",
+    "vae": "gid_jax.train.vae_task:make_vae_task",
+    "ldm": "gid_jax.train.ldm_task:make_ldm_task",
 }
 
 

@@ -228,6 +228,12 @@ def _flatten_config(config, prefix="") -> dict[str, Any]:
     return out
 
 
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def train(task, config, workdir: str | os.PathLike, *, mesh=None,
           hooks: Iterable[Callable[[int, "TrainContext"], None]] = ()) -> TrainResult:
     """Train `task` as configured, in `workdir` (resuming from its newest good checkpoint).
@@ -256,6 +262,8 @@ def train(task, config, workdir: str | os.PathLike, *, mesh=None,
         init_from = tc.get("init_from", None)
         if init_from is not None and init_from.get("workdir", ""):
             state = trainer.apply_init_from(state, init_from)
+    if pi == 0:   # what inference and export need to rebuild the model from this workdir
+        _write_text_atomic(workdir / "config.json", config.to_json_best_effort(indent=2))
     writer = tm.create_writer(workdir)
     if step == 0:
         writer.write_hparams({k: v for k, v in _flatten_config(config).items()})
@@ -336,6 +344,9 @@ def train(task, config, workdir: str | os.PathLike, *, mesh=None,
         ckpt.close()
         writer.flush()
         writer.close()
+    finalize = getattr(task, "finalize", None)
+    if finalize is not None and not preempted and step >= trainer.num_steps:
+        finalize(trainer.model(state, use_ema=True), config, workdir)
     return TrainResult(state=state, step=step, preempted=preempted, last_metrics=last_scalars, workdir=workdir)
 
 

@@ -19,6 +19,9 @@ Optional:
     eval_fn(model, step) -> {name: float}
         Called every `train.eval_every` steps with the EMA model (or the live one); metrics
         are logged under "eval/<name>".
+    finalize(model, config, workdir)
+        Called once with the EMA model when training reaches `train.num_steps` (e.g. the VAE
+        stage computes the latent whitening statistics the LDM stages need). Idempotent.
 """
 
 from __future__ import annotations

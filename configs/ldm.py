@@ -1,0 +1,35 @@
+"""Stage 2 of 4: LDM stage 1, the denoiser on single frequency slices (PAPER.md 4.2, 4.3, 5).
+
+    gid train --config configs/ldm.py:paper --workdir runs/ldm \\
+        --config.data.dir=DATA_DIR --config.vae_workdir=runs/vae
+
+The frozen VAE and its latent statistics come from the VAE run (`vae_workdir`).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from gid_jax.config import load_config
+
+
+def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
+    paper = arg == "paper"
+    c = load_config(f"configs/vae.py:{arg}")
+    c.task = "ldm"
+    c.stage = 1
+    c.data.slices_per_example = 0     # the LDM sees every slice of an example
+    c.vae_workdir = ml_collections.FieldReference("", field_type=str)  # the finished VAE run
+    c.train.init_from.workdir = c.get_ref("vae_workdir")
+    c.train.init_from.filter = "^vae/"                                   # copy the VAE only
+    c.diffusion = ml_collections.ConfigDict(dict(
+        num_steps=1000,               # N (supplement)
+        schedule="scaled_linear",     # "square linear" (supplement)
+        beta_start=0.0015, beta_end=0.0195,  # NOT RECOVERED: the LDM configs' values
+        cond_dropout=0.1,             # NOT RECOVERED: image-condition dropout for CFG
+    ))
+    c.optimizer.learning_rate = 5e-5 if paper else 2e-3   # "5^-5" = 5e-5 (PAPER.md 4.3)
+    c.train.batch_size = 96 if paper else 4                # PAPER.md 4.3
+    c.train.num_steps = 500_000 if paper else 40           # of 750K in all; NOT RECOVERED split
+    del c["latent_stats_batches"]
+    return c

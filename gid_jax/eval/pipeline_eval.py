@@ -1,0 +1,57 @@
+"""`gid eval`: a sweep cell = one trained pipeline × sampler settings, evaluated on a test split.
+
+For every test example of a prepared dataset (its start frame and the spectral volume measured
+from the real video), the cell's pipeline samples a spectral volume and is scored in motion
+space (`motion_metrics`: per-frequency errors, endpoint error of the motion textures, loop
+seam). The `num_freqs` axis keeps only the first K bins of the sample (an inference-time K
+ablation). Frame metrics (FID/KID/FVD/DTFVD) need rendered and real clips: see
+`gid_jax.eval.video_windows.evaluate_videos`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gid_jax.eval.motion_metrics import motion_metrics
+
+
+def test_examples(data_dir: str, split: str, limit: int = -1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(image (H,W,3) in [0,1], spectral volume (K,H,W,4) in pixels) pairs of a prepared split."""
+    from data_pipelines.input_pipeline import make_dataset
+
+    it = make_dataset(data_dir, 1, 0, augment=None, shuffle_buffer=0, repeat=False,
+                      drop_remainder=False, split=split, process_index=0, process_count=1)
+    examples = []
+    for batch in it:
+        examples.append((batch["image"][0], batch["spectral_volume"][0]))
+        if 0 < limit <= len(examples):
+            break
+    if not examples:
+        raise ValueError(f"{data_dir}: split {split!r} has no examples")
+    return examples
+
+
+def make_cell_evaluator(config):
+    """`evaluate_cell(cell) -> {metric: float}` for `gid_jax.eval.sweep.run_sweep`."""
+    from gid_jax.pipeline import Pipeline
+
+    examples = test_examples(config.data_dir, config.split, int(config.num_videos))
+    pipelines: dict[str, Pipeline] = {}
+
+    def evaluate_cell(cell: dict) -> dict:
+        path = cell["checkpoint"]
+        if path not in pipelines:
+            pipelines[path] = Pipeline.load(path)
+        pipe = pipelines[path]
+        k = int(cell.get("num_freqs", pipe.ldm.num_freqs))
+        if not 1 <= k <= pipe.ldm.num_freqs:
+            raise ValueError(f"num_freqs={k}: the model at {path} predicts {pipe.ldm.num_freqs} bins")
+        settings = {name: cell[name] for name in ("num_steps", "guidance_weight", "solver") if name in cell}
+        rows = []
+        for i, (image, true_sv) in enumerate(examples):
+            sv = pipe.predict_spectral_volume(image, seed=int(config.seed) + i, **settings)
+            sv[k:] = 0.0
+            rows.append(motion_metrics(sv, true_sv[:pipe.ldm.num_freqs], num_frames=pipe.settings.period))
+        return {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
+
+    return evaluate_cell

@@ -1,0 +1,97 @@
+"""Stages 2 and 3 of 4: the motion LDM (PAPER.md 4.2, 4.3, 5).
+
+Stage 1 (`stage=1`) trains the denoiser (image encoder + UNet) on single frequency slices: each
+example contributes one random slice k with its frequency embedding. Stage 2 (`stage=2`) adds the
+zero-initialised frequency attention, freezes everything else, and denoises all K slices of an
+example jointly (one diffusion time per example). Both use ε-prediction with the square-linear
+schedule and drop the image condition with probability `diffusion.cond_dropout` for
+classifier-free guidance. The VAE is frozen: stage 1 copies it from the VAE run
+(`train.init_from`), stage 2 copies everything from the stage-1 run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from gid_jax.diffusion import NoiseSchedule
+from gid_jax.models.ldm import MotionLDM
+from gid_jax.models.unet import FREQ_ATTN
+from gid_jax.motion import FrequencyNormalizer
+from gid_jax.train.motion_data import data_paths, finish_batch, spectral_iterator
+from gid_jax.train.task import compute_dtype
+from gid_jax.train.vae_task import LATENT_STATS
+
+
+def noise_schedule(config) -> NoiseSchedule:
+    d = config.diffusion
+    return NoiseSchedule.create(d.num_steps, d.beta_start, d.beta_end, d.schedule)
+
+
+def read_latent_stats(vae_workdir: str) -> tuple[list[float], list[float]]:
+    path = Path(vae_workdir) / LATENT_STATS
+    try:
+        stats = json.loads(path.read_text())
+        return stats["mean"], stats["std"]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: not found; train the VAE stage to the end first "
+                                "(it writes the latent whitening statistics)") from None
+
+
+class LDMTask:
+    def __init__(self, config):
+        # The data decide K and the image size; recording them in the config makes the run's
+        # config.json enough to rebuild the model for inference and export.
+        paths = data_paths(config)
+        config.model.num_freqs = len(FrequencyNormalizer.load(paths["normalization"]).scales)
+        prepared = json.loads(Path(paths["prepare_config"]).read_text())
+        config.model.image_size = (int(prepared["height"]), int(prepared["width"]))
+        config.model.period = int(prepared["num_frames"])   # T the spectra were taken over
+        config.model.fps = float(prepared["fps"])
+        self.config = config
+        self.stage = int(config.stage)
+        self.name = "ldm" if self.stage == 1 else "ldm_freq_attn"
+        self.trainable = (nnx.All(nnx.Param, nnx.PathContains("denoiser")) if self.stage == 1
+                          else nnx.All(nnx.Param, nnx.PathContains(FREQ_ATTN)))
+        self.schedule = noise_schedule(config)
+
+    def create_model(self, config, rngs):
+        mean = std = None
+        if config.get("vae_workdir", ""):     # stage 2 gets them from the stage-1 checkpoint
+            mean, std = read_latent_stats(config.vae_workdir)
+        scales = FrequencyNormalizer.load(data_paths(config)["normalization"]).scales
+        return MotionLDM(config.model, num_freqs=len(scales), stage=self.stage, latent_mean=mean,
+                         latent_std=std, freq_scales=scales, dtype=compute_dtype(config), rngs=rngs)
+
+    def create_train_iterator(self, config, *, batch_size, process_index, process_count):
+        return spectral_iterator(config, batch_size=batch_size, process_index=process_index,
+                                 process_count=process_count)
+
+    def loss_fn(self, model, batch, rng):
+        batch = finish_batch(self.config, batch)
+        sv, image = batch["spectral_volume"], batch["image"] * 2.0 - 1.0
+        b, k = sv.shape[:2]
+        k_key, enc_key, t_key, noise_key, drop_key = jax.random.split(rng, 5)
+        if self.stage == 1:      # one random frequency slice per example
+            freq = jax.random.randint(k_key, (b,), 0, k)
+            slices = jnp.take_along_axis(sv, freq[:, None, None, None, None], axis=1)[:, 0]
+            t = jax.random.randint(t_key, (b,), 0, self.schedule.num_steps)
+        else:                    # all K slices, image-major, one time per example
+            freq = None
+            slices = sv.reshape((b * k,) + sv.shape[2:])
+            t = jnp.repeat(jax.random.randint(t_key, (b,), 0, self.schedule.num_steps), k)
+        z0 = jax.lax.stop_gradient(model.encode(slices, enc_key))
+        noise = jax.random.normal(noise_key, z0.shape, z0.dtype)
+        zt = self.schedule.add_noise(z0, noise, t)
+        drop = jax.random.bernoulli(drop_key, float(self.config.diffusion.cond_dropout), (b,))
+        eps = model.denoiser(zt, t, freq, image, drop_image=drop)
+        loss = jnp.mean(jnp.square(eps - noise))
+        return loss, {"latent_std": jnp.std(z0)}
+
+
+def make_ldm_task(config) -> LDMTask:
+    return LDMTask(config)

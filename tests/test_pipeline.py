@@ -1,0 +1,139 @@
+"""Inference on the tiny trained pipeline: sampling, looping, motion controls, interactive
+dynamics, and the `gid animate` / `gid interact` command lines."""
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from data_pipelines.video_io import read_video
+from gid_jax import motion
+from gid_jax.interact import InteractiveSession, render_drag_response
+from gid_jax.pipeline import Pipeline
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_runs):
+    return Pipeline.load(tiny_runs["pipeline"])
+
+
+@pytest.fixture(scope="module")
+def image(pipe):
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.random((pipe.height, pipe.width, 3)).astype(np.float32), (5, 5), 1.5)
+    return np.clip(img, 0, 1)
+
+
+def test_sampler_is_deterministic_and_batched(pipe, image):
+    a = pipe.predict_spectral_volume(image, seed=3)
+    b = pipe.predict_spectral_volume(image, seed=3)
+    c = pipe.predict_spectral_volume(image, seed=4)
+    assert a.shape == (pipe.ldm.num_freqs, pipe.height, pipe.width, 4) and np.all(np.isfinite(a))
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 0
+    batch = pipe.predict_spectral_volumes(np.stack([image, image]), seed=3)
+    assert batch.shape == (2,) + a.shape
+
+
+def test_self_guidance_reduces_the_loop_seam(pipe, image):
+    period = pipe.settings.period
+
+    def seam(sv):
+        position, velocity = motion.loop_seam(pipe.motion_texture(sv, period))
+        return float(position) + float(velocity)
+
+    plain = pipe.predict_spectral_volume(image, seed=1, loop=False)
+    looped = pipe.predict_spectral_volume(image, seed=1, loop=True)
+    assert seam(looped) < seam(plain), (seam(looped), seam(plain))
+
+
+def test_magnification_and_slow_motion(pipe):
+    rng = np.random.default_rng(2)
+    sv = rng.normal(size=(pipe.ldm.num_freqs, 6, 5, 4)).astype(np.float32)
+    base = pipe.motion_texture(sv, 20)
+    np.testing.assert_allclose(pipe.motion_texture(sv, 20, amplitude=2.0), 2 * base, rtol=1e-5, atol=1e-5)
+    slow = pipe.motion_texture(sv, 40, speed=0.5)
+    np.testing.assert_allclose(slow[::2], base, atol=1e-4)
+    halves = np.asarray(motion.to_trajectories(sv, times=np.arange(20) + 0.5, period=pipe.settings.period))
+    np.testing.assert_allclose(slow[1::2], halves, atol=1e-4)
+
+
+def test_animate_renders_frames_in_range(pipe, image):
+    frames = pipe.animate(image, num_frames=6, seed=0)
+    assert frames.shape == (6, pipe.height, pipe.width, 3)
+    assert frames.min() >= 0 and frames.max() <= 1 and np.all(np.isfinite(frames))
+
+
+def test_drag_response_with_the_trained_renderer_decays(pipe, image):
+    sv = pipe.predict_spectral_volume(image, seed=0)
+    # make sure there is motion at the dragged point whatever the tiny model predicted
+    sv[1:, :, :, 0] += 20.0
+    fast = InteractiveSession(image, sv, render_fn=pipe.frame_renderer(sv), fps=pipe.settings.fps,
+                              alpha=2.0, beta=0.05, period=pipe.settings.period)
+    frames = render_drag_response(fast, (pipe.width // 2, pipe.height // 2), (3.0, 0.0), 40)
+    change = np.abs(frames - frames[-1]).mean(axis=(1, 2, 3))
+    assert change[0] > 0 and change[-5:].max() < 0.5 * change[0]
+
+
+def gid(*args):
+    return subprocess.run([sys.executable, "-m", "gid_jax.cli", *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+def last_line(out):
+    return out.stderr.strip().splitlines()[-1]
+
+
+def test_animate_cli_accepts_any_size_grey_and_rgba(tiny_runs, tmp_path):
+    rng = np.random.default_rng(5)
+    grey = tmp_path / "grey.png"
+    cv2.imwrite(str(grey), (rng.random((97, 131)) * 255).astype(np.uint8))       # odd size, 1 channel
+    rgba = tmp_path / "rgba.png"
+    cv2.imwrite(str(rgba), (rng.random((30, 50, 4)) * 255).astype(np.uint8))      # small, 4 channels
+    for src in (grey, rgba):
+        out = tmp_path / f"{src.stem}.mp4"
+        res = gid("animate", str(src), "--checkpoint", str(tiny_runs["pipeline"]), "--out", str(out),
+                  "--frames", "4", "--steps", "2", "--loop")
+        assert res.returncode == 0, res.stderr[-3000:]
+        frames, _ = read_video(out)
+        assert frames.shape[0] == 4 and frames.shape[1:3] == (40, 64)
+
+
+def test_animate_cli_errors(tiny_runs, tmp_path):
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    res = gid("animate", str(junk), "--checkpoint", str(tiny_runs["pipeline"]), "--out", str(tmp_path / "o.mp4"))
+    assert res.returncode == 2 and "junk.png: cannot read image" in last_line(res)
+    res = gid("animate", str(tmp_path / "missing.png"), "--checkpoint", str(tiny_runs["pipeline"]),
+              "--out", str(tmp_path / "o.mp4"))
+    assert res.returncode == 2 and "missing.png: no such image file" in last_line(res)
+    res = gid("animate", str(junk), "--checkpoint", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o.mp4"))
+    assert res.returncode == 2 and "nowhere: no pipeline.json" in last_line(res)
+    assert "Traceback" not in res.stderr
+
+
+def test_interact_cli_headless_drag(tiny_runs, tmp_path):
+    img = tmp_path / "img.png"
+    cv2.imwrite(str(img), (np.random.default_rng(6).random((40, 64, 3)) * 255).astype(np.uint8))
+    out = tmp_path / "response.mp4"
+    res = gid("interact", str(img), "--checkpoint", str(tiny_runs["pipeline"]), "--drag", "30,20,3,0",
+              "--out", str(out), "--frames", "12", "--steps", "2", "--splat-preview")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert read_video(out)[0].shape[0] == 12
+
+
+def test_eval_sweep_cli(tiny_runs, prepared_tiny, tmp_path):
+    out = tmp_path / "eval"
+    args = ["eval", "--config", "configs/eval.py:tiny", f"--config.data_dir={prepared_tiny}",
+            f"--config.checkpoints=('{tiny_runs['pipeline']}',)", "--config.split=train",
+            "--config.num_videos=1", "--config.grid.num_steps=(2,)",
+            "--config.grid.guidance_weight=(1.0,)", f"--config.out_dir={out}"]
+    res = gid(*args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = (out / "results.csv").read_text()
+    assert "sv_relerr" in table and "epe" in table
+    assert len(list((out / "cells").glob("*.json"))) == 2          # K = 8 and K = 4
+    again = gid(*args)
+    assert again.returncode == 0 and "0 cells computed, 2 already done" in again.stdout
