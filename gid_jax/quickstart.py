@@ -32,7 +32,7 @@ def quickstart(workdir, num_videos: int = 12, num_heldout: int = 2, size=(64, 40
     from data_pipelines.prepare import prepare
     from gid_jax.config import load_config
 
-    workdir = Path(workdir)
+    workdir = Path(workdir).absolute()
     runs, report_dir = workdir / "runs", workdir / "report"
     data = workdir / "data"
     _step(f"1/5 procedural videos → {workdir / 'videos'} (+ {num_heldout} held out)")

@@ -137,3 +137,10 @@ def test_eval_sweep_cli(tiny_runs, prepared_tiny, tmp_path):
     assert len(list((out / "cells").glob("*.json"))) == 2          # K = 8 and K = 4
     again = gid(*args)
     assert again.returncode == 0 and "0 cells computed, 2 already done" in again.stdout
+
+
+def test_load_from_a_relative_path(tiny_runs, monkeypatch):
+    # Orbax wants absolute paths; a relative pipeline directory (as `make demo` uses) must work
+    monkeypatch.chdir(tiny_runs["pipeline"].parent)
+    pipe = Pipeline.load("pipeline")
+    assert pipe.ldm.num_freqs > 0

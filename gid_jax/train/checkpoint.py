@@ -300,7 +300,7 @@ def load_params_from(workdir: str | os.PathLike, targets: dict[str, Any], *, fil
     stage 2's new frequency-attention layers). Returns (updated targets, copied paths). Placement
     (sharding) follows the targets.
     """
-    ckpt_dir = Path(workdir) / "checkpoints"
+    ckpt_dir = Path(workdir).absolute() / "checkpoints"   # Orbax needs absolute paths
     if not ckpt_dir.exists():
         raise FileNotFoundError(f"train.init_from: {ckpt_dir} does not exist (no checkpoints in {workdir})")
     mgr = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(read_only=True, create=False),
