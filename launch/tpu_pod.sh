@@ -52,20 +52,8 @@ examples:
 EOF
 }
 
-die() { printf '%s: %s\n' "$PROG" "$*" >&2; exit 2; }
-
-# Print the arguments as one line a POSIX shell reads back as the same words.
-quote() {
-  local a out=()
-  for a in "$@"; do
-    if [[ $a =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
-      out+=("$a")
-    else
-      out+=("'${a//\'/\'\\\'\'}'")
-    fi
-  done
-  printf '%s\n' "${out[*]}"
-}
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 DRY_RUN=0
 run_cmd() {

