@@ -13,7 +13,6 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from flax import nnx
 
 from gid_jax.train import Trainer, train
 from gid_jax.train.metrics import read_metrics

@@ -20,7 +20,6 @@ from typing import Any, Callable, Iterable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from clu import periodic_actions
 from flax import nnx
