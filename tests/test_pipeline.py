@@ -133,7 +133,7 @@ def test_eval_sweep_cli(tiny_runs, prepared_tiny, tmp_path):
     res = gid(*args)
     assert res.returncode == 0, res.stderr[-3000:]
     table = (out / "results.csv").read_text()
-    assert "sv_relerr" in table and "epe" in table
+    assert "sv_relerr" in table and "epe" in table and "render_psnr" in table
     assert len(list((out / "cells").glob("*.json"))) == 2          # K = 8 and K = 4
     again = gid(*args)
     assert again.returncode == 0 and "0 cells computed, 2 already done" in again.stdout

@@ -4,7 +4,9 @@ For every test example of a prepared dataset (its start frame and the spectral v
 from the real video), the cell's pipeline samples a spectral volume and is scored in motion
 space (`motion_metrics`: per-frequency errors, endpoint error of the motion textures, loop
 seam). The `num_freqs` axis keeps only the first K bins of the sample (an inference-time K
-ablation). Frame metrics (FID/KID/FVD/DTFVD) need rendered and real clips: see
+ablation). The renderer is scored on the test split's frame pairs given the real motion:
+PSNR/SSIM of I_t rendered from I0 and the measured flow I0→I_t. Distribution metrics
+(FID/KID/FVD/DTFVD) need sets of rendered and real clips: see
 `gid_jax.eval.video_windows.evaluate_videos`.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gid_jax.eval.image_metrics import frame_metrics
 from gid_jax.eval.motion_metrics import motion_metrics
 
 
@@ -31,12 +34,35 @@ def test_examples(data_dir: str, split: str, limit: int = -1) -> list[tuple[np.n
     return examples
 
 
+def test_pairs(data_dir: str, split: str, limit: int = -1) -> list[dict]:
+    """Renderer pairs (I0, I_t, flow I0→I_t, W) of a prepared split, unflipped, in order."""
+    from data_pipelines.input_pipeline import make_pairs_dataset
+
+    it = make_pairs_dataset(data_dir, 1, 0, flip_prob=0.0, shuffle_buffer=0, repeat=False,
+                            drop_remainder=False, split=split, process_index=0, process_count=1)
+    pairs = []
+    for batch in it:
+        pairs.append({k: batch[k][0] for k in ("image", "target_image", "flow", "mean_motion")})
+        if 0 < limit <= len(pairs):
+            break
+    return pairs
+
+
 def make_cell_evaluator(config):
     """`evaluate_cell(cell) -> {metric: float}` for `gid_jax.eval.sweep.run_sweep`."""
     from gid_jax.pipeline import Pipeline
 
     examples = test_examples(config.data_dir, config.split, int(config.num_videos))
+    pairs = test_pairs(config.data_dir, config.split, int(config.num_videos))
     pipelines: dict[str, Pipeline] = {}
+    rendering: dict[str, dict] = {}   # depends on the checkpoint only, not on sampler settings
+
+    def render_scores(pipe) -> dict:
+        frames = [pipe.render(p["image"], p["flow"][None], p["mean_motion"][..., 0], batch_frames=1)[0]
+                  for p in pairs]
+        targets = [p["target_image"] for p in pairs]
+        scores = frame_metrics(np.stack(frames), np.stack(targets))
+        return {f"render_{name}": float(value) for name, value in scores.items()}
 
     def evaluate_cell(cell: dict) -> dict:
         path = cell["checkpoint"]
@@ -52,6 +78,9 @@ def make_cell_evaluator(config):
             sv = pipe.predict_spectral_volume(image, seed=int(config.seed) + i, **settings)
             sv[k:] = 0.0
             rows.append(motion_metrics(sv, true_sv[:pipe.ldm.num_freqs], num_frames=pipe.settings.period))
-        return {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
+        if path not in rendering:
+            rendering[path] = render_scores(pipe) if pairs else {}
+        return {**{name: float(np.mean([r[name] for r in rows])) for name in rows[0]},
+                **rendering[path]}
 
     return evaluate_cell
