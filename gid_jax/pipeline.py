@@ -28,7 +28,7 @@ from gid_jax import motion
 from gid_jax.diffusion import (NoiseSchedule, classifier_free_guidance, ddim_sample,
                                dpm_solver_pp_sample)
 from gid_jax.models.ldm import MotionLDM
-from gid_jax.models.renderer import Renderer
+from gid_jax.models.renderer import Renderer, average_motion_magnitude
 
 PIPELINE_FILE = "pipeline.json"
 SOLVERS = ("ddim", "dpm_solver_pp")
@@ -155,7 +155,7 @@ class Pipeline:
         image = jnp.asarray(self.prepare_image(image))[None] * 2.0 - 1.0
         traj = jnp.asarray(trajectories, jnp.float32)
         if motion_weight is None:
-            motion_weight = jnp.mean(jnp.linalg.norm(traj, axis=-1), axis=0)
+            motion_weight = average_motion_magnitude(traj)[..., 0]
         weight = jnp.asarray(motion_weight, jnp.float32)[None, :, :, None]
         noise = jax.random.normal(jax.random.key(int(seed) + 1), (1, self.renderer.style_dim))
         frames = []
@@ -170,19 +170,24 @@ class Pipeline:
     def frame_renderer(self, sv, seed: int = 0):
         """`render_fn(image, displacement (H,W,2)) -> frame` with the trained renderer, for
         interactive dynamics (`gid_jax.interact`); W comes from the spectral volume's motion."""
-        weight = np.mean(np.linalg.norm(self.motion_texture(sv, self.settings.period), axis=-1), axis=0)
+        weight = self.motion_weight(sv)
 
         def render_fn(image, displacement):
             return self.render(image, np.asarray(displacement)[None], weight, seed, batch_frames=1)[0]
 
         return render_fn
 
+    def motion_weight(self, sv, amplitude: float = 1.0) -> np.ndarray:
+        """W `(H, W)` = mean_t |F_t| over one whole period: the softmax-splat depth proxy, the
+        same for every frame whatever part of the motion is rendered."""
+        full = self.motion_texture(sv, self.settings.period, 1.0, amplitude)
+        return np.asarray(average_motion_magnitude(jnp.asarray(full))[..., 0])
+
     def render_motion(self, image, sv, num_frames: int = motion.NUM_FRAMES, speed: float = 1.0,
                       amplitude: float = 1.0, seed: int = 0) -> np.ndarray:
         """Frames of `image` moving by the spectral volume `sv` (see `motion_texture`)."""
         traj = self.motion_texture(sv, num_frames, speed, amplitude)
-        full = self.motion_texture(sv, self.settings.period, 1.0, amplitude)   # W over one period
-        return self.render(image, traj, np.mean(np.linalg.norm(full, axis=-1), axis=0), seed)
+        return self.render(image, traj, self.motion_weight(sv, amplitude), seed)
 
     def animate(self, image, loop: bool = False, num_frames: int = motion.NUM_FRAMES,
                 seed: int = 0, amplitude: float = 1.0, speed: float = 1.0, **overrides) -> np.ndarray:

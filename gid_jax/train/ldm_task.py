@@ -47,7 +47,8 @@ class LDMTask:
         # The data decide K and the image size; recording them in the config makes the run's
         # config.json enough to rebuild the model for inference and export.
         paths = data_paths(config)
-        config.model.num_freqs = len(FrequencyNormalizer.load(paths["normalization"]).scales)
+        self.freq_scales = FrequencyNormalizer.load(paths["normalization"]).scales
+        config.model.num_freqs = len(self.freq_scales)
         prepared = json.loads(Path(paths["prepare_config"]).read_text())
         config.model.image_size = (int(prepared["height"]), int(prepared["width"]))
         config.model.period = int(prepared["num_frames"])   # T the spectra were taken over
@@ -63,9 +64,9 @@ class LDMTask:
         mean = std = None
         if config.get("vae_workdir", ""):     # stage 2 gets them from the stage-1 checkpoint
             mean, std = read_latent_stats(config.vae_workdir)
-        scales = FrequencyNormalizer.load(data_paths(config)["normalization"]).scales
-        return MotionLDM(config.model, num_freqs=len(scales), stage=self.stage, latent_mean=mean,
-                         latent_std=std, freq_scales=scales, dtype=compute_dtype(config), rngs=rngs)
+        return MotionLDM(config.model, num_freqs=len(self.freq_scales), stage=self.stage,
+                         latent_mean=mean, latent_std=std, freq_scales=self.freq_scales,
+                         dtype=compute_dtype(config), rngs=rngs)
 
     def create_train_iterator(self, config, *, batch_size, process_index, process_count):
         return spectral_iterator(config, batch_size=batch_size, process_index=process_index,
