@@ -177,8 +177,15 @@ def test_vae_loss_functions_against_numpy():
                             jnp.asarray(logvar))
     l1_ref = np.abs(pred - target).mean()
     np.testing.assert_allclose(float(terms["l1"]), l1_ref, rtol=1e-5)
+    # The LDM objective (sums of L1 and KL over an example's elements) divided by the element
+    # count E = 16*24*3: the KL enters as its per-example sum over E, not as the raw sum.
+    elements = 16 * 24 * 3
     np.testing.assert_allclose(float(total), l1_ref + 0.2 * _np_gradient_loss(pred - target, 4)
-                               + 1e-6 * kl_ref, rtol=1e-5)
+                               + 1e-6 * kl_ref / elements, rtol=1e-5)
+    ldm_objective = np.abs(pred - target).sum() / 2 + 1e-6 * kl_ref
+    total_no_grad, _ = _vae_loss(jnp.asarray(pred), jnp.asarray(target), jnp.asarray(mu),
+                                 jnp.asarray(logvar), gradient_weight=0.0)
+    np.testing.assert_allclose(float(total_no_grad) * elements, ldm_objective, rtol=1e-5)
 
 
 def test_latent_whitening_round_trip(tmp_path):

@@ -218,15 +218,24 @@ def kl_loss(mean, logvar):
 
 def vae_loss(pred, target, mean, logvar, *, l1_weight=1.0, gradient_weight=0.2, kl_weight=1e-6,
              gradient_scales=4):
-    """Total VAE loss and its terms: ``l1_weight*L1 + gradient_weight*grad + kl_weight*KL``.
+    """Total VAE loss and its terms, **per reconstructed element**:
+    ``l1_weight*L1 + gradient_weight*grad + kl_weight*KL/E``.
+
+    The paper's KL weight 1e-6 comes from the LDM autoencoders, whose reconstruction term and KL
+    are both *sums* over an example's elements. We keep the reconstruction terms as means (so the
+    0.2 gradient weight keeps its meaning), and therefore divide the per-example KL sum by E, the
+    number of reconstructed elements per example (H·W·4): this is exactly the LDM objective
+    divided by E. (Adding a summed KL to mean L1 makes the KL E ≈ 1.6e5 times heavier at
+    256×160 and collapses the posterior.) ``terms["kl"]`` is the per-example KL sum.
 
     Returns ``(total, {"l1", "gradient", "kl"})``. Pass the config's ``vae`` weights as keywords.
     """
     terms = {"l1": l1_loss(pred, target),
              "gradient": gradient_loss(pred, target, gradient_scales),
              "kl": kl_loss(mean, logvar)}
+    elements = float(np.prod(pred.shape[1:]))
     total = (l1_weight * terms["l1"] + gradient_weight * terms["gradient"]
-             + kl_weight * terms["kl"])
+             + kl_weight * terms["kl"] / elements)
     return total, terms
 
 

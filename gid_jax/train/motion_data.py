@@ -38,13 +38,15 @@ def spectral_iterator(config, *, batch_size: int, process_index: int, process_co
                         geometry=config.data.geometry)
 
 
-def finish_batch(config, batch):
+def finish_batch(config, batch, augment: bool = True):
     """With `data.geometry="device"` the geometric augmentation and normalisation run here, on
-    the accelerator, inside the jitted step (see data_pipelines.input_pipeline)."""
+    the accelerator, inside the jitted step (see data_pipelines.input_pipeline). `augment` must
+    match the iterator's: `augment=False` still normalises (statistics are taken on exactly
+    what the models train on)."""
     if config.data.geometry != "device":
         return batch
     from gid_jax.motion import FrequencyNormalizer
 
     scales = FrequencyNormalizer.load(data_paths(config)["normalization"]).scales
     hw = batch["image"].shape[1:3]
-    return augment_batch_jax(batch, hw, augment_config(config), normalizer_scales=scales)
+    return augment_batch_jax(batch, hw, augment_config(config, augment), normalizer_scales=scales)

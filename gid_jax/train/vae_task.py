@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gid_jax.models.vae import LatentStats, MotionVAE, vae_loss
+from gid_jax.models.vae import LatentStats, MotionVAE, sample_latent, vae_loss
 from gid_jax.train.motion_data import finish_batch, spectral_iterator
 from gid_jax.train.task import compute_dtype
 
@@ -65,15 +65,26 @@ class VAETask:
         return loss, terms
 
     def finalize(self, model, config, workdir):
-        """Latent whitening statistics over `latent_stats_batches` unaugmented training batches."""
+        """Latent whitening statistics over `latent_stats_batches` unaugmented training batches.
+
+        Measured on posterior *samples* of normalised slices, i.e. on exactly the encoding the
+        LDM trains on (`MotionLDM.encode` with a key), so whitened training latents have unit
+        variance; on the device-geometry path the batches are normalised here first."""
         stats = LatentStats(config.model.vae.latent_channels)
         it = spectral_iterator(config, batch_size=int(config.train.batch_size) // jax.process_count(),
                                process_index=jax.process_index(), process_count=jax.process_count(),
                                augment=False, seed_offset=1)
-        encode = nnx.jit(lambda m, x: m.vae.encode(x)[0])
-        for _ in range(int(config.latent_stats_batches)):
-            sv = jnp.asarray(next(it)["spectral_volume"])
-            stats.update(jax.device_get(encode(model, sv.reshape((-1,) + sv.shape[2:]))))
+
+        @nnx.jit
+        def encode(m, batch, key):
+            sv = finish_batch(config, batch, augment=False)["spectral_volume"]
+            mean, logvar = m.vae.encode(sv.reshape((-1,) + sv.shape[2:]))
+            return sample_latent(mean, logvar, key)
+
+        key = jax.random.fold_in(jax.random.key(int(config.seed)), jax.process_index())
+        for i in range(int(config.latent_stats_batches)):
+            batch = jax.tree.map(jnp.asarray, next(it))
+            stats.update(jax.device_get(encode(model, batch, jax.random.fold_in(key, i))))
         if jax.process_index() == 0:
             stats.save(str(Path(workdir) / LATENT_STATS))
         log.info("latent whitening: mean %s, std %s over %d latents", stats.mean, stats.std, stats.count)
