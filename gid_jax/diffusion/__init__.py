@@ -1,8 +1,10 @@
-"""Diffusion: noise schedules, samplers (DDIM, DPM-Solver++), classifier-free and loss guidance."""
+"""Diffusion: noise schedules, samplers (DDIM, DPM-Solver++, UniPC), classifier-free and loss
+guidance."""
 
 from gid_jax.diffusion.samplers import (classifier_free_guidance, ddim_sample,
-                                        dpm_solver_pp_sample, predict_x0)
-from gid_jax.diffusion.schedule import NoiseSchedule
+                                        dpm_solver_pp_sample, multistep_coefficients, predict_x0,
+                                        unipc_sample)
+from gid_jax.diffusion.schedule import GRIDS, NoiseSchedule
 
-__all__ = ["NoiseSchedule", "classifier_free_guidance", "ddim_sample", "dpm_solver_pp_sample",
-           "predict_x0"]
+__all__ = ["GRIDS", "NoiseSchedule", "classifier_free_guidance", "ddim_sample",
+           "dpm_solver_pp_sample", "multistep_coefficients", "predict_x0", "unipc_sample"]

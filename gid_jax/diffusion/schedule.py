@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 SCHEDULES = ("scaled_linear", "linear")
+GRIDS = ("uniform", "quadratic", "logsnr")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +46,44 @@ class NoiseSchedule:
         abar = abar.reshape(abar.shape + (1,) * (x0.ndim - 1))
         return jnp.sqrt(abar) * x0 + jnp.sqrt(1.0 - abar) * noise
 
-    def sampling_steps(self, num_sampling_steps: int) -> np.ndarray:
-        """Evenly spaced training steps, descending, e.g. 250 of 1000 (DDIM "uniform" spacing)."""
-        if not 1 <= num_sampling_steps <= self.num_steps:
-            raise ValueError(f"sampling steps must be in [1, {self.num_steps}], got {num_sampling_steps}")
-        steps = np.round(np.linspace(0, self.num_steps - 1, num_sampling_steps)).astype(np.int32)
-        return steps[::-1].copy()
+    @property
+    def log_snr(self) -> np.ndarray:
+        """λ_n = log(α_n/σ_n) = ½ log(ᾱ_n / (1-ᾱ_n)), decreasing in n (float64)."""
+        abar = self.alphas_cumprod
+        return 0.5 * (np.log(abar) - np.log1p(-abar))
+
+    def sampling_steps(self, num_sampling_steps: int, grid: str = "uniform") -> np.ndarray:
+        """`num_sampling_steps` distinct training steps, descending from N-1 (n > 1) to 0.
+
+        * `uniform`: evenly spaced steps, e.g. 250 of 1000 (DDIM's spacing; the default).
+        * `quadratic`: t ∝ (i/(n-1))², denser near the data (DDIM's "quad" spacing).
+        * `logsnr`: evenly spaced in λ = log(α/σ) (DPM-Solver's choice): the exponential
+          integrators' error depends on the λ step h, so equal h spreads it evenly.
+
+        Non-uniform grids are rounded to integer steps (the denoiser is trained on those) and made
+        strictly decreasing, so a long log-SNR grid ends in ..., 2, 1, 0: the discrete schedule
+        cannot resolve λ between t = 1 and t = 0 (a gap of 0.35 for the default schedule).
+        """
+        if grid not in GRIDS:
+            raise ValueError(f"sampling grid must be one of {GRIDS}, got {grid!r}")
+        n, last = num_sampling_steps, self.num_steps - 1
+        if not 1 <= n <= self.num_steps:
+            raise ValueError(f"sampling steps must be in [1, {self.num_steps}], got {n}")
+        if grid == "uniform":
+            steps = np.round(np.linspace(0, last, n)).astype(np.int32)
+            return steps[::-1].copy()
+        frac = np.linspace(1.0, 0.0, n)                     # 1 = noise end, 0 = data end
+        if grid == "quadratic":
+            t = last * frac**2
+        else:
+            lam = self.log_snr
+            target = lam[0] + frac * (lam[-1] - lam[0])
+            t = np.interp(target, lam[::-1], np.arange(last, -1, -1, dtype=np.float64))
+        steps = np.round(t).astype(np.int64)
+        steps[0] = last
+        for i in range(1, n):                               # strictly decreasing, within [0, N-1]
+            steps[i] = min(steps[i], steps[i - 1] - 1)
+        steps[-1] = 0
+        for i in range(n - 2, -1, -1):
+            steps[i] = max(steps[i], steps[i + 1] + 1)
+        return steps.astype(np.int32)
