@@ -11,6 +11,9 @@ Metrics
 * Without pretrained networks: per-frequency spectral-volume error, endpoint error of motion
   textures, loop seam (`gid_jax.eval.motion_metrics`); PSNR / SSIM of frames
   (`gid_jax.eval.image_metrics`).
+* Did the motion prior learn (`gid_jax.eval.learning`): localisation AUC of the amplitude map,
+  amplitude ratio, spectrum log error, image dependence, seed diversity, with floors and ceiling
+  (`learning_report`); learned renderer vs plain softmax splatting (`renderer_metrics`).
 * Sweeps over checkpoints x sampler settings: `gid_jax.eval.sweep.run_sweep(config,
   evaluate_cell)` with ``configs/eval.py``.
 
@@ -85,6 +88,10 @@ from gid_jax.eval.features import (FeatureWeightsError, convert_pytorch_fid_stat
 from gid_jax.eval.frechet import (FeatureStats, frechet_distance, frechet_distance_from_features,
                                   fid_from_features, fvd_from_features)
 from gid_jax.eval.image_metrics import frame_metrics, psnr, ssim
+from gid_jax.eval.learning import (amplitude_map, amplitude_ratio, image_dependence,
+                                   learning_report, localisation_auc, moving_mask,
+                                   moving_mask_from_sv, renderer_metrics, seed_diversity,
+                                   spectrum_log_error)
 from gid_jax.eval.kid import kernel_inception_distance, mmd2_unbiased, polynomial_kernel
 from gid_jax.eval.motion_metrics import (endpoint_error, loop_seam_metrics, motion_metrics,
                                          spectral_volume_error)
@@ -93,7 +100,10 @@ from gid_jax.eval.video_windows import (center_crop, evaluate_videos, sliding_fd
                                         split_windows, window_starts)
 
 __all__ = [
-    "FeatureStats", "FeatureWeightsError", "I3DFeatures", "InceptionFeatures", "center_crop",
+    "FeatureStats", "FeatureWeightsError", "I3DFeatures", "InceptionFeatures", "amplitude_map",
+    "amplitude_ratio", "center_crop", "image_dependence", "learning_report", "localisation_auc",
+    "moving_mask", "moving_mask_from_sv", "renderer_metrics", "seed_diversity",
+    "spectrum_log_error",
     "convert_pytorch_fid_state_dict",
     "default_weights_path", "endpoint_error", "evaluate_videos", "fid_from_features",
     "frame_metrics", "frechet_distance", "frechet_distance_from_features", "fvd_from_features",

@@ -7,7 +7,10 @@
   ``num_steps``, ``guidance_weight``, ``solver``, ``num_freqs``); `grid_cells` lists it in a fixed
   order, each cell a dict ``{"checkpoint": ..., axis: value, ..., "split": ..., "cell_id": ...}``.
 * ``evaluate_cell(cell) -> dict[str, float]`` is the plug-in point: it samples/renders the test
-  split for that checkpoint and setting and returns its metrics (e.g. `evaluate_videos` scalars).
+  split for that checkpoint and setting and returns its metrics (e.g. `evaluate_videos` scalars;
+  `gid eval`'s is `gid_jax.eval.pipeline_eval.make_cell_evaluator`: motion errors, the ``learn_*``
+  metrics of `gid_jax.eval.learning` and ``render_*`` scores). Undefined metrics are left out of a
+  cell rather than written as NaN.
 * Distribution: cell i runs on process ``i % process_count`` (``jax.process_index()`` /
   ``jax.process_count()`` by default; pass both to override, e.g. for independent jobs).
 * Resumable: each finished cell is written atomically as ``OUT/cells/<cell_id>.json``; cells whose
