@@ -71,11 +71,10 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
         c.max_frames_per_video = 300
         c.pairs_per_clip = 2
         c.flow_backend = "opencv_brox"  # coarse-to-fine variational, ~4 ms per 64x40 pair
-        # NOT the paper's thresholds: the procedural generator's motion at 64x40 is only
-        # ~0.02-0.1 px (mean W), camera shake ~0.2-0.6 px on every pixel, flow noise on a static
-        # video ~0.002 px; these keep its moving clips and still reject static / shaking ones.
-        c.camera_motion_threshold_px = 0.1
-        c.static_threshold_px = 0.01
+        # The paper's 1 px thresholds scaled with the image (64x40 is 1/4 of 256x160, and the
+        # procedural scenes' motion scales with size like a resized video's would).
+        c.camera_motion_threshold_px = 1.0 * c.height / 160
+        c.static_threshold_px = 1.0 * c.height / 160
         c.num_workers = 2
         c.direct_running_mode = "multi_threading"
     return c

@@ -191,7 +191,8 @@ def test_resume_after_killed_run_reuses_finished_videos(tmp_path):
     videos = tmp_path / "videos"
     synthesize(videos, 3, size=SIZE, num_frames=32, fps=30.0, seed=6, progress=False)
     out = tmp_path / "out"
-    cfg = tiny_config(test_fraction=0.0)
+    # About resuming, not filtering: keep every clip.
+    cfg = tiny_config(test_fraction=0.0, static_threshold_px=0.0, camera_motion_fraction=1.0)
     settings = P._settings(cfg)
     sources = P._sources_elements(str(videos), settings)
     cache = out / "cache"

@@ -1,5 +1,7 @@
 """The procedural oscillation generator: its ground-truth motion checked against its own rendered
-frames (independent numpy bilinear warp), modal spectra, scene variety, files and validation."""
+frames (independent numpy bilinear warp), modal spectra, scene variety, real-world motion
+statistics, image-dependent motion (static rigid things, thin parts moving more), the shipped
+photographs, files and validation."""
 
 import json
 import os
@@ -10,6 +12,8 @@ import numpy as np
 import pytest
 
 from data_pipelines.synth import generate_video, load_ground_truth, synthesize, write_example
+from data_pipelines.synth import photos
+from data_pipelines.synth.props import RIGID_KINDS
 
 W, H, T = 96, 64, 32
 SEEDS = range(10)
@@ -100,7 +104,17 @@ def test_determinism_and_variety(videos):
     kinds = set()
     for s in range(16):                       # scene descriptions only: tiny, two frames
         kinds |= {o["kind"] for o in generate_video(s, size=(32, 32), num_frames=2).scene["objects"]}
-    assert kinds == {"plant", "grass", "candle", "cloth"}
+    assert {"plant", "grass", "candle", "cloth"} <= kinds
+    assert len(kinds & set(RIGID_KINDS)) >= 3, kinds
+
+
+def test_scene_composition_does_not_depend_on_size():
+    # Same seed, same picture at any size: sizes and motion scale with the frame height.
+    for seed in (0, 5):
+        a = generate_video(seed, size=(64, 40), num_frames=2).scene
+        b = generate_video(seed, size=(128, 80), num_frames=2).scene
+        assert a.get("theme") == b.get("theme") and a.get("photo") == b.get("photo")
+        assert [o["kind"] for o in a["objects"]][:4] == [o["kind"] for o in b["objects"]][:4]
 
 
 def test_frequencies_and_magnitudes_plausible(videos):
@@ -199,3 +213,129 @@ def test_synthesize_resumable_and_validates(tmp_path):
         with pytest.raises(ValueError, match=msg) as info:
             synthesize(**args)
         assert "\n" not in str(info.value)
+
+
+def mean_motion(v):
+    """W(p) = mean over t = 1..T-1 of |F_t(p)| (px), as the data filters of the paper use it."""
+    return np.linalg.norm(v.trajectories[1:], axis=-1).mean(0)
+
+
+def test_real_world_motion_statistics_at_256x160():
+    # Real footage of trees and flags at 256x160 moves 1.1-3.6 px on average, the top 20% of
+    # pixels more than 2 px. The paper drops clips with mean W < 1 px (static) and clips where
+    # >= 95% of the pixels have W > 1 px (camera motion).
+    means, p80, passed = [], [], 0
+    for seed in range(4):
+        W_ = mean_motion(generate_video(seed, size=(256, 160), num_frames=150))
+        means.append(W_.mean())
+        p80.append(np.percentile(W_, 80))
+        passed += bool(W_.mean() >= 1.0 and (W_ > 1.0).mean() < 0.95)
+        assert W_.max() > 4.0                    # leaf tips, flag ends move several px
+        assert (W_ == 0).mean() > 0.1            # sky, ground, rigid objects stay still
+    assert passed >= 3, (means, p80)
+    assert 1.1 <= np.median(means) <= 3.6, means
+    assert np.median(p80) > 2.0, p80
+
+
+def test_motion_scales_with_image_size():
+    small = [mean_motion(generate_video(s, size=(64, 40), num_frames=40)).mean() for s in range(4)]
+    large = [mean_motion(generate_video(s, size=(128, 80), num_frames=40)).mean() for s in range(4)]
+    ratio = np.median(np.array(large) / np.array(small))
+    assert 1.4 < ratio < 2.8, (small, large)
+
+
+def test_static_things_stay_exactly_still_and_moving_things_move(videos):
+    rigid_px = moving_px = 0
+    for v in videos.values():
+        W_ = mean_motion(v)
+        vis = v.visible_layer[0]
+        layers = v.scene["layers"]
+        still = vis == 0                                            # the background photo
+        for i, layer in enumerate(layers, start=1):
+            obj = v.scene["objects"][layer["object"]]
+            m = vis == i
+            if layer["num_modes"] == 0:                             # rocks, fences, walls, poles ...
+                still |= m
+                rigid_px += int(m.sum()) if obj["kind"] in RIGID_KINDS else 0
+            elif m.any():
+                assert obj["kind"] in ("plant", "grass", "cloth", "candle")
+                moving_px += int(m.sum())
+                if m.sum() >= 20:                                   # (not just a flag's hoist)
+                    assert (W_[m] > 0).mean() > 0.5, layer          # plants, cloth, flames move
+        assert np.all(v.trajectories[:, still] == 0)
+    assert rigid_px > 500 and moving_px > 5000, (rigid_px, moving_px)
+
+
+def _axis_position(v, obj):
+    """Pixels' position s along an object's root -> tip axis (0 at the root, 1 at the tip)."""
+    root, tip = np.array(obj["root"]), np.array(obj["tip"])
+    gy, gx = np.mgrid[0:v.frames.shape[1], 0:v.frames.shape[2]]
+    axis = tip - root
+    return ((gx - root[0]) * axis[0] + (gy - root[1]) * axis[1]) / max(float(axis @ axis), 1e-9)
+
+
+def test_thin_parts_and_tips_move_more_than_bases(videos):
+    tips = total = 0
+    for v in videos.values():
+        W_ = mean_motion(v)
+        vis = v.visible_layer[0]
+        for i, layer in enumerate(v.scene["layers"], start=1):
+            obj = v.scene["objects"][layer["object"]]
+            m = vis == i
+            if obj["kind"] == "plant":
+                s = _axis_position(v, obj)
+            elif obj["kind"] == "grass":
+                gy = np.mgrid[0:vis.shape[0], 0:vis.shape[1]][0]
+                s = (obj["base_y"] - gy) / obj["blade_height"]
+            else:
+                continue
+            base, top = m & (s < 0.3), m & (s > 0.7)
+            if base.sum() < 10 or top.sum() < 10:
+                continue
+            total += 1
+            tips += W_[top].mean() > W_[base].mean()
+    assert total >= 8 and tips >= 0.85 * total, (tips, total)
+
+
+def test_size_sets_frequency():
+    # Thick trunks sway slower than their thinner, shorter branches; leaf clusters jiggle faster.
+    checked = 0
+    for seed in range(8):
+        for obj in generate_video(seed, size=(32, 32), num_frames=2).scene["objects"]:
+            if obj["kind"] != "plant" or obj.get("variant") == "stem":
+                continue
+            f = {(m["group"], m["type"]): m["freq_hz"] for m in obj["modes"]}
+            trunk = f[("trunk", "trunk_bend1")]
+            branches = [hz for (g, t), hz in f.items() if g.startswith("branch")]
+            twigs = [hz for (g, t), hz in f.items() if t == "cluster_jiggle"]
+            assert np.median(branches) > trunk and min(twigs) > trunk, obj["variant"]
+            checked += 1
+    assert checked >= 5
+
+
+def test_photographs_are_shipped_and_used(videos):
+    names = sorted(p.stem for p in photos.PHOTO_DIR.glob("*.jpg"))
+    credits = (photos.PHOTO_DIR / "CREDITS.md").read_text()
+    total = 0
+    for n in names:
+        img = photos.load(n)
+        assert img.shape[0] <= 320 and img.shape[1] <= 512 and img.std() > 0.02, n
+        assert f"{n}.jpg" in credits, n
+        total += (photos.PHOTO_DIR / f"{n}.jpg").stat().st_size
+    assert total < 3e6 and set(photos.BACKGROUNDS) <= set(names)
+    assert all(set(v) <= set(names) for v in photos.TEXTURES.values())
+    # A background is a (jittered) crop of its photo, not a procedural gradient.
+    img, desc = photos.background(np.random.default_rng(0), 80, 128)
+    x0, y0, cw, ch = desc["crop"]
+    ref = cv2.resize(photos.load(desc["photo"])[int(y0):int(y0 + ch), int(x0):int(x0 + cw)], (128, 80))
+    if desc["flip"]:
+        ref = ref[:, ::-1]
+    assert np.corrcoef(img.mean(-1).ravel(), ref.mean(-1).ravel())[0, 1] > 0.9
+    detail = []
+    for v in videos.values():
+        assert v.scene.get("photo", v.scene.get("window", {}).get("photo")) in photos.BACKGROUNDS + (None,)
+        f, bg = v.frames[0], v.visible_layer[0] == 0
+        bg = cv2.erode(bg.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        if bg.sum() > 200:
+            detail.append(np.abs(f - cv2.GaussianBlur(f, (0, 0), 1.5)).mean(-1)[bg].mean())
+    assert np.median(detail) > 0.006, detail

@@ -51,6 +51,20 @@ class Painter:
         cv2.fillPoly(mask, [p], 255, cv2.LINE_AA, _SHIFT)
         self._composite(mask, box, fill, opacity)
 
+    def polygons(self, polys, fill, opacity: float = 1.0):
+        """Several polygons `(n,k,2)` with one fill, rasterised in one pass (many small leaves)."""
+        polys = np.asarray(polys, np.float64)
+        if len(polys) == 0:
+            return
+        box = self._box(polys.reshape(-1, 2), 1.0)
+        x0, y0, x1, y1 = box
+        if x1 <= x0 or y1 <= y0:
+            return
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        p = np.round((polys - [x0, y0]) * _ONE).astype(np.int32)
+        cv2.fillPoly(mask, list(p), 255, cv2.LINE_AA, _SHIFT)
+        self._composite(mask, box, fill, opacity)
+
     def polyline(self, pts, thickness: float, fill, opacity: float = 1.0):
         pts = np.asarray(pts, np.float64)
         box = self._box(pts, thickness)
@@ -110,3 +124,32 @@ def leaf_outline(base, direction_rad: float, length: float, width: float, shape:
     ys = np.concatenate([half, -half[::-1]])
     c, s = np.cos(direction_rad), np.sin(direction_rad)
     return np.stack([base[0] + c * xs - s * ys, base[1] + s * xs + c * ys], 1)
+
+
+def leaf_outlines(bases, directions, lengths, widths, shape: str, n: int = 10) -> np.ndarray:
+    """`leaf_outline` for many leaves at once: `(len(bases), 2n, 2)`."""
+    t = np.linspace(0.0, 1.0, n)
+    if shape == "lanceolate":
+        prof = np.sin(np.pi * t) ** 0.9 * (1 - 0.3 * t)
+    elif shape == "round":
+        prof = np.sqrt(np.clip(np.sin(np.pi * t), 0, 1))
+    else:
+        prof = np.sin(np.pi * t ** 0.8) ** 0.8
+    L = np.asarray(lengths, np.float64)[:, None]
+    half = np.asarray(widths, np.float64)[:, None] / 2 * prof[None]
+    xs = np.concatenate([L * t, L * t[::-1]], 1)
+    ys = np.concatenate([half, -half[:, ::-1]], 1)
+    a = np.asarray(directions, np.float64)[:, None]
+    c, s = np.cos(a), np.sin(a)
+    b = np.asarray(bases, np.float64)
+    return np.stack([b[:, :1] + c * xs - s * ys, b[:, 1:2] + s * xs + c * ys], -1)
+
+
+def tapered_outlines(centres: np.ndarray, w0, w1: float) -> np.ndarray:
+    """`tapered_outline` for many centrelines `(n,k,2)` at once (widths `w0` `(n,)`)."""
+    d = np.gradient(centres, axis=1)
+    d /= np.maximum(np.linalg.norm(d, axis=2, keepdims=True), 1e-9)
+    nrm = np.stack([-d[..., 1], d[..., 0]], -1)
+    t = np.linspace(0.0, 1.0, centres.shape[1])[None, :, None]
+    half = (np.asarray(w0, np.float64)[:, None, None] * (1 - t) + w1 * t) / 2
+    return np.concatenate([centres + nrm * half, (centres - nrm * half)[:, ::-1]], 1)
