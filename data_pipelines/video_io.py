@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".gif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+MIN_IMAGE_SIDE = 8              # smaller stills carry no scene to animate
+MAX_IMAGE_PIXELS = 1 << 27      # 134 MP: larger is a mistake (or a decompression bomb)
 
 
 class VideoError(ValueError):
@@ -479,7 +481,8 @@ def _resample_on_screen(timed: Iterator[tuple[float, float | None, np.ndarray]],
 
 def load_image(image, size: tuple[int, int] | None = None) -> np.ndarray:
     """A still image → float32 RGB `(H, W, 3)` in [0, 1], optionally resized to cover `size`
-    = (W, H) and centre-cropped (any input size works; nothing is rejected for its size).
+    = (W, H) and centre-cropped (any aspect ratio works; only a side under MIN_IMAGE_SIDE or
+    more than MAX_IMAGE_PIXELS is rejected).
 
     `image` is a file path (png/jpg/bmp/...; grey, RGBA, 16-bit all fine: alpha is dropped) or an
     array `(H, W)`, `(H, W, 1|3|4)` in RGB order, uint8/uint16 or float in [0, 1].
@@ -499,6 +502,11 @@ def load_image(image, size: tuple[int, int] | None = None) -> np.ndarray:
         if rgb.ndim != 3 or rgb.shape[2] not in (1, 3, 4) or min(rgb.shape[:2]) < 1:
             raise ValueError(f"image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {rgb.shape}")
         rgb = np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb[:, :, :3]
+    height, width = rgb.shape[:2]
+    where = image if isinstance(image, (str, os.PathLike)) else "image"
+    if min(height, width) < MIN_IMAGE_SIDE or height * width > MAX_IMAGE_PIXELS:
+        raise ValueError(f"{where}: image is {width}x{height} pixels; need at least "
+                         f"{MIN_IMAGE_SIDE} on each side and at most {MAX_IMAGE_PIXELS} in all")
     frame = _to_float(np.ascontiguousarray(rgb))
     return frame if size is None else _cover_crop(frame, tuple(size))
 

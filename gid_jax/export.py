@@ -269,7 +269,8 @@ def export_bundle(workdir: str | os.PathLike, out: str | os.PathLike, *, chunk_f
             "image_size": [height, width], "num_freqs": k, "latent_shape": list(latent_shape),
             "stage": int(ldm.stage), "style_dim": int(renderer.style_dim), "chunk_frames": chunk_frames,
             "sampler": dataclasses.asdict(s),
-            "sampling_steps": [int(v) for v in pipe.schedule.sampling_steps(s.num_steps)],
+            "sampling_steps": [int(v) for v in pipe.schedule.sampling_steps(
+                s.num_steps, s.solver_options()[2])],
             "num_train_steps": int(pipe.schedule.num_steps),
             "exported": exported_info, "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -376,10 +377,9 @@ def load_bundle(path: str | os.PathLike):
     import ml_collections
     from flax import nnx
 
-    from gid_jax.diffusion import NoiseSchedule
     from gid_jax.models.ldm import MotionLDM
     from gid_jax.models.renderer import Renderer
-    from gid_jax.pipeline import Pipeline, SamplerSettings
+    from gid_jax.pipeline import Pipeline, SamplerSettings, noise_schedule
 
     path = Path(path)
     manifest = read_manifest(path)
@@ -389,7 +389,6 @@ def load_bundle(path: str | os.PathLike):
     try:
         image_size = [int(v) for v in ldm_cfg.model.image_size]
         num_freqs, stage = int(ldm_cfg.model.num_freqs), int(ldm_cfg.stage)
-        diffusion = ldm_cfg.diffusion
     except (AttributeError, KeyError, TypeError, ValueError) as err:
         raise BundleError(f"{path / LDM_CONFIG}: not an LDM run config ({err})") from None
     if manifest.get("image_size") != image_size:
@@ -398,8 +397,8 @@ def load_bundle(path: str | os.PathLike):
     if manifest.get("num_freqs") != num_freqs:
         raise BundleError(f"{mpath}: K = {manifest.get('num_freqs')} but {LDM_CONFIG} says {num_freqs}")
     try:
-        settings = SamplerSettings(**manifest.get("sampler", {}))
-    except TypeError as err:
+        settings = SamplerSettings(**manifest.get("sampler", {})).validate()
+    except (TypeError, ValueError) as err:
         raise BundleError(f"{mpath}: invalid sampler settings ({err})") from None
 
     # shapes only (no random init); every array is then filled in from the bundle
@@ -422,8 +421,7 @@ def load_bundle(path: str | os.PathLike):
         raise BundleError(f"{path / LDM_PARAMS}: {ldm.freq_scales[...].shape[0]} frequency scales "
                           f"for K = {num_freqs}")
     try:
-        schedule = NoiseSchedule.create(diffusion.num_steps, diffusion.beta_start, diffusion.beta_end,
-                                        diffusion.schedule)
+        schedule = noise_schedule(ldm_cfg)
     except (AttributeError, KeyError, ValueError) as err:
         raise BundleError(f"{path / LDM_CONFIG}: invalid diffusion settings ({err})") from None
     pipe = Pipeline(ldm, renderer, tuple(image_size), schedule, settings)

@@ -1,12 +1,33 @@
 """The inference pipeline: a still image in, a spectral volume and an animated video out.
 
     pipe = gid_jax.Pipeline.load("runs/demo/pipeline")      # or an exported bundle
-    frames = pipe.animate(image, loop=True, num_frames=150, seed=0)   # (T, H, W, 3) in [0, 1]
+    frames = pipe.animate(image, loop=True, num_frames=150, seed=0)   # (N, H, W, 3) in [0, 1]
 
-image → ResNet features → DDIM (+ classifier-free guidance, + motion self-guidance for loops)
-over the B·K latent frequency slices → VAE decode → denormalise → spectral volume S (K,H,W,4)
-→ motion texture F_t (inverse FFT at any, also fractional, times; scaled for magnification)
-→ the renderer warps the image's feature pyramid by F_t with softmax splatting → frames.
+image → ResNet features → a diffusion sampler (DDIM, DPM-Solver++ or UniPC; classifier-free
+guidance) over the B·K latent frequency slices → VAE decode → denormalise → spectral volume S
+(K,H,W,4) → motion texture F_t (the Fourier series at any, also fractional, times; scaled for
+magnification) → the renderer warps the image's feature pyramid by F_t with softmax splatting.
+
+Loops (`loop=True`, `SamplerSettings.loop_mode`). The Fourier series is exactly periodic in the
+period T the spectra were taken over, and smooth (a finite sum of sinusoids), so a video whose N
+frames span a whole number of periods wraps as smoothly as it moves anywhere else. Modes:
+  * "periods" (default): play N frames over m = the whole number of periods nearest to N·speed/T
+    (at least 1), i.e. at speed m·T/N instead of `speed` (unchanged when N·speed is already a
+    multiple of T; `playback_speed` reports it). No guidance, the sample as drawn.
+  * "seam_guidance": keep `speed`; when N·speed is not a whole number of periods, DDIM is guided
+    so that the frames around the video's real wrap continue the motion: F(j·speed) →
+    F(N·speed + j·speed) for j = -1, 0, 1 (position, velocity and acceleration across the wrap).
+    Measured on the tiny model (u = 10, 20 steps, N = 45, T = 30): wrap step 3.1 → 2.7x a normal
+    one, not yet seamless; u = 100 or 1000 overshoots (5.7x, 7.3x).
+  * "paper_guidance": the paper's literal self-guidance (PAPER.md 7.2, Eq. 5) on F[T-1] vs F[0].
+    With a periodic series F[T-1] → F[0] is an ordinary step, so forcing it to zero puts a pause
+    at the wrap; for N ≠ T it does not touch the real seam at all.
+Caveat, measured on ground-truth spectra of the procedural training clips: a clip that does not
+itself loop (drift, a gust) leaves a fast, Gibbs-smeared transition at t ≡ 0 in its series (wrap
+step 1.3-6x a normal one at N = T), which a model that learns such spectra would reproduce; no
+linear condition on a periodic series can tell it from real motion, so the modes above do not
+remove it.
+Measure loops with `motion.seam_ratios` (≈ 1 seamless, ≫ 1 jump, ≪ 1 pause).
 """
 
 from __future__ import annotations
@@ -14,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 from pathlib import Path
 
@@ -25,27 +47,81 @@ from flax import nnx
 
 from data_pipelines.video_io import load_image
 from gid_jax import motion
-from gid_jax.diffusion import (NoiseSchedule, classifier_free_guidance, ddim_sample,
-                               dpm_solver_pp_sample)
+from gid_jax.diffusion import (GRIDS, NoiseSchedule, ddim_sample, dpm_solver_pp_sample,
+                               unipc_sample)
 from gid_jax.models.ldm import MotionLDM
 from gid_jax.models.renderer import Renderer, average_motion_magnitude
 
 PIPELINE_FILE = "pipeline.json"
-SOLVERS = ("ddim", "dpm_solver_pp")
+SOLVERS = ("ddim", "dpm_solver_pp", "unipc")
+DEFAULT_SOLVER = "ddim"          # the one line to change to make another solver the default
+SOLVER_DEFAULTS = {"ddim": (1, "uniform"), "dpm_solver_pp": (2, "logsnr"), "unipc": (3, "logsnr")}
+LOOP_MODES = ("periods", "seam_guidance", "paper_guidance")
 
 
 @dataclasses.dataclass
 class SamplerSettings:
     """How spectral volumes are sampled (PAPER.md 4.3, 7.2); every field overridable per call."""
 
-    num_steps: int = 250            # DDIM steps of the main results (paper: 250)
-    solver: str = "ddim"            # "ddim" or "dpm_solver_pp" (much fewer steps)
+    num_steps: int = 250            # sampler steps (paper: 250 DDIM steps)
+    solver: str = DEFAULT_SOLVER    # one of SOLVERS; the multistep ones need far fewer steps
+    order: int | None = None        # multistep order (None: 2 for DPM-Solver++, 3 for UniPC)
+    grid: str | None = None         # step grid, one of GRIDS (None: uniform for DDIM, else logsnr)
     eta: float = 0.0                # DDIM η; NOT RECOVERED for v3 (v1 ablations used 0)
     guidance_weight: float = 1.75   # classifier-free guidance w (PAPER.md 7.2)
+    loop_mode: str = "periods"      # how loop=True loops, one of LOOP_MODES (module doc)
     loop_weight: float = 200.0      # self-guidance u on the L1-norm loop loss (PAPER.md 7.2)
-    self_recurrence: int = 2        # universal-guidance recurrences when looping (PAPER.md 7.2)
+    self_recurrence: int = 2        # universal-guidance recurrences when guiding (PAPER.md 7.2)
     period: int = motion.NUM_FRAMES  # T the spectra describe (150 frames)
     fps: float = 30.0
+
+    def validate(self) -> "SamplerSettings":
+        """Raises ValueError naming the first bad field (cheap: call it before sampling)."""
+        def finite(v):
+            return isinstance(v, (int, float, np.number)) and math.isfinite(v)
+
+        def integer(v, low):
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low
+
+        problems = [
+            (self.solver in SOLVERS, f"solver must be one of {SOLVERS}, got {self.solver!r}"),
+            (self.loop_mode in LOOP_MODES, f"loop_mode must be one of {LOOP_MODES}, got {self.loop_mode!r}"),
+            (self.grid is None or self.grid in GRIDS, f"grid must be one of {GRIDS}, got {self.grid!r}"),
+            (self.order is None or self.order in (1, 2, 3), f"order must be 1, 2 or 3, got {self.order!r}"),
+            (integer(self.num_steps, 1), f"num_steps must be an integer >= 1, got {self.num_steps!r}"),
+            (finite(self.guidance_weight), f"guidance_weight must be finite, got {self.guidance_weight!r}"),
+            (finite(self.eta) and self.eta >= 0, f"eta must be finite and >= 0, got {self.eta!r}"),
+            (finite(self.loop_weight) and self.loop_weight >= 0,
+             f"loop_weight must be finite and >= 0, got {self.loop_weight!r}"),
+            (integer(self.self_recurrence, 1),
+             f"self_recurrence must be an integer >= 1, got {self.self_recurrence!r}"),
+            (integer(self.period, 2), f"period must be >= 2, got {self.period!r}"),
+            (finite(self.fps) and self.fps > 0, f"fps must be finite and > 0, got {self.fps!r}")]
+        for ok, message in problems:
+            if not ok:
+                raise ValueError(message)
+        return self
+
+    def solver_options(self, guided: bool = False) -> tuple[str, int, str]:
+        """(solver, order, grid) actually run: loss guidance exists only in DDIM, so a guided
+        loop samples with DDIM whatever `solver` says."""
+        solver = "ddim" if guided else self.solver
+        order, grid = SOLVER_DEFAULTS[solver]
+        return solver, self.order or order, self.grid or grid
+
+
+def playback_speed(num_frames: int, speed: float = 1.0, period: int = motion.NUM_FRAMES) -> float:
+    """The speed at which `num_frames` frames span a whole number m ≥ 1 of periods, m nearest to
+    num_frames·speed/period in ratio (so the change m·period/(num_frames·speed) is the smallest);
+    `speed` itself when it already does."""
+    if num_frames < 1 or not (math.isfinite(speed) and speed > 0):
+        raise ValueError(f"need num_frames >= 1 and a finite speed > 0, got {num_frames}, {speed}")
+    x = num_frames * speed / period
+    if abs(x - round(x)) < 1e-9 * max(1.0, x) and round(x) >= 1:
+        return float(speed)
+    lo, hi = max(1, math.floor(x)), max(1, math.ceil(x))
+    m = lo if abs(math.log(lo / x)) <= abs(math.log(hi / x)) else hi
+    return m * period / num_frames
 
 
 class Pipeline:
@@ -56,7 +132,7 @@ class Pipeline:
         self.ldm, self.renderer = ldm, renderer
         self.height, self.width = (int(v) for v in image_size)
         self.schedule = schedule
-        self.settings = settings or SamplerSettings()
+        self.settings = (settings or SamplerSettings()).validate()
         self._samplers: dict = {}
 
     # ------------------------------------------------------------------ loading
@@ -79,18 +155,20 @@ class Pipeline:
         except (KeyError, TypeError, json.JSONDecodeError) as err:
             raise ValueError(f"{spec_path}: invalid pipeline file ({err})") from None
         ldm_cfg = _run_config(ldm_dir)
-        settings = SamplerSettings(**{"period": int(ldm_cfg.model.get("period", motion.NUM_FRAMES)),
-                                      "fps": float(ldm_cfg.model.get("fps", 30.0)),
-                                      **spec.get("sampler", {})})
+        try:
+            settings = SamplerSettings(**{"period": int(ldm_cfg.model.get("period", motion.NUM_FRAMES)),
+                                          "fps": float(ldm_cfg.model.get("fps", 30.0)),
+                                          **spec.get("sampler", {})}).validate()
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{spec_path}: invalid sampler settings ({err})") from None
         renderer_cfg = _run_config(renderer_dir)
-        from gid_jax.train.checkpoint import restore_model
-        from gid_jax.train.ldm_task import noise_schedule
-
-        rngs = nnx.Rngs(0)
-        ldm = MotionLDM(ldm_cfg.model, num_freqs=int(ldm_cfg.model.num_freqs),
-                        stage=int(ldm_cfg.stage), rngs=rngs)
+        from gid_jax.train.checkpoint import restore_model  # Orbax only: no CLU or TensorFlow
+        # Shapes only, then every array from the checkpoint: a random initialisation would
+        # cost ~50 s of op-by-op compilation on a CPU just to be overwritten.
+        ldm = _abstract(lambda: MotionLDM(ldm_cfg.model, num_freqs=int(ldm_cfg.model.num_freqs),
+                                          stage=int(ldm_cfg.stage), rngs=nnx.Rngs(0)))
         restore_model(ldm_dir, ldm)
-        renderer = Renderer(renderer_cfg.model, rngs=rngs)
+        renderer = _abstract(lambda: Renderer(renderer_cfg.model, rngs=nnx.Rngs(0)))
         restore_model(renderer_dir, renderer)
         return cls(ldm, renderer, tuple(ldm_cfg.model.image_size), noise_schedule(ldm_cfg), settings)
 
@@ -111,38 +189,63 @@ class Pipeline:
         """Any path or array → RGB float32 `(H, W, 3)` at the model's size (cover + centre crop)."""
         return load_image(image, (self.width, self.height))
 
-    def predict_spectral_volume(self, image, seed: int = 0, loop: bool = False, **overrides) -> np.ndarray:
+    def predict_spectral_volume(self, image, seed: int = 0, loop: bool = False, *,
+                                num_frames: int | None = None, speed: float = 1.0,
+                                **overrides) -> np.ndarray:
         """Samples S `(K, H, W, 4)` in pixels for one image (see `predict_spectral_volumes`)."""
-        return self.predict_spectral_volumes(self.prepare_image(image)[None], seed, loop, **overrides)[0]
+        return self.predict_spectral_volumes(self.prepare_image(image)[None], seed, loop,
+                                             num_frames=num_frames, speed=speed, **overrides)[0]
 
-    def predict_spectral_volumes(self, images: np.ndarray, seed: int = 0, loop: bool = False,
+    def predict_spectral_volumes(self, images: np.ndarray, seed: int = 0, loop: bool = False, *,
+                                 num_frames: int | None = None, speed: float = 1.0,
                                  **overrides) -> np.ndarray:
         """Batched sampling: `(B, H, W, 3)` images in [0, 1] → `(B, K, H, W, 4)` spectral volumes.
 
-        Deterministic given `seed`; compiled once per (batch, settings).
+        `loop`, `num_frames` (default T) and `speed` matter to the guided loop modes only, which
+        steer sampling towards a seamless loop of that video. Deterministic given `seed`;
+        compiled once per (batch, settings, kind of guidance).
         """
-        s = dataclasses.replace(self.settings, **overrides)
-        if s.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {s.solver!r}")
-        sampler = self._sampler(s, bool(loop))
-        images = jnp.asarray(images, jnp.float32) * 2.0 - 1.0
-        return np.array(sampler(self.ldm, images, jax.random.key(int(seed))))   # a writable copy
+        s = dataclasses.replace(self.settings, **overrides).validate()
+        num_frames = num_frames or s.period
+        guided, ends = _loop_guidance(s, loop, num_frames, speed)
+        sampler = self._sampler(s, guided)
+        images = np.asarray(images, np.float32) * 2.0 - 1.0
+        ends = np.asarray(ends, np.float32)           # traced: one compile for any N and speed
+        return np.array(sampler(self.ldm, images, jax.random.key(int(seed)), ends))  # writable
 
-    def _sampler(self, settings: SamplerSettings, loop: bool):
-        """One compiled sampler per (settings, loop); jit adds one per input shape."""
-        key = (dataclasses.astuple(settings), loop)
+    def _sampler(self, settings: SamplerSettings, guided: str | None):
+        """One compiled sampler per (settings, guidance); jit adds one per input shape."""
+        key = (dataclasses.astuple(settings), guided)
         if key not in self._samplers:
             self._samplers[key] = nnx.jit(functools.partial(
-                _sample_spectral_volumes, schedule=self.schedule, settings=settings, loop=loop))
+                _sample_spectral_volumes, schedule=self.schedule, settings=settings, guided=guided))
         return self._samplers[key]
 
+    def playback_speed(self, num_frames: int, speed: float = 1.0, loop: bool = False,
+                       loop_mode: str | None = None) -> float:
+        """The speed the motion of a `num_frames` video is played at: `speed`, or for a loop in
+        "periods" mode the nearest speed that fits whole periods (see `playback_speed`)."""
+        if loop and (loop_mode or self.settings.loop_mode) == "periods":
+            return playback_speed(num_frames, speed, self.settings.period)
+        return float(speed)
+
     def motion_texture(self, sv, num_frames: int = motion.NUM_FRAMES, speed: float = 1.0,
-                       amplitude: float = 1.0) -> np.ndarray:
-        """F `(num_frames, H, W, 2)`: the Fourier series at `speed`× time (0.5 = 2× slow motion)
-        with every displacement scaled by `amplitude` (magnify > 1, minify < 1)."""
-        times = motion.frame_times(num_frames, speed)
-        sv = motion.scale_amplitude(jnp.asarray(sv), amplitude)
-        return np.asarray(motion.to_trajectories(sv, times=times, period=self.settings.period))
+                       amplitude: float = 1.0, loop: bool = False,
+                       loop_mode: str | None = None) -> np.ndarray:
+        """F `(num_frames, H, W, 2)`: the Fourier series at `speed`× time (0.5 = 2× slow motion;
+        for a loop in "periods" mode, the whole-periods speed) with every displacement scaled by
+        `amplitude` (magnify > 1, minify < 1)."""
+        times = motion.frame_times(num_frames, self.playback_speed(num_frames, speed, loop, loop_mode))
+        return np.asarray(_texture(jnp.asarray(sv, jnp.float32), times, amplitude, self.settings.period))
+
+    def predict_motion(self, image, num_frames: int = motion.NUM_FRAMES, loop: bool = False,
+                       seed: int = 0, speed: float = 1.0, amplitude: float = 1.0,
+                       **overrides) -> np.ndarray:
+        """F `(num_frames, H, W, 2)`: exactly the displacements `animate` renders with the same
+        arguments; with `loop`, frame `num_frames` would be frame 0 again."""
+        sv = self.predict_spectral_volume(image, seed, loop, num_frames=num_frames, speed=speed,
+                                          **overrides)
+        return self.motion_texture(sv, num_frames, speed, amplitude, loop, overrides.get("loop_mode"))
 
     # ------------------------------------------------------------------ rendering
     def render(self, image, trajectories, motion_weight=None, seed: int = 0,
@@ -152,17 +255,19 @@ class Pipeline:
         `motion_weight` W `(H, W)` (the softmax-splat depth proxy, default mean_t |F_t| of the
         given trajectories); one style noise for the whole video keeps frames consistent.
         """
-        image = jnp.asarray(self.prepare_image(image))[None] * 2.0 - 1.0
-        traj = jnp.asarray(trajectories, jnp.float32)
+        # host-side numpy around the one compiled renderer call: each eager jnp op would be
+        # compiled on its own (a tenth of a second apiece on a CPU)
+        image = self.prepare_image(image)[None] * 2.0 - 1.0
+        traj = np.asarray(trajectories, np.float32)
         if motion_weight is None:
-            motion_weight = average_motion_magnitude(traj)[..., 0]
-        weight = jnp.asarray(motion_weight, jnp.float32)[None, :, :, None]
+            motion_weight = average_motion_magnitude(jnp.asarray(traj))[..., 0]
+        weight = np.asarray(motion_weight, np.float32)[None, :, :, None]
         noise = jax.random.normal(jax.random.key(int(seed) + 1), (1, self.renderer.style_dim))
         frames = []
         for start in range(0, traj.shape[0], batch_frames):
             chunk = traj[start:start + batch_frames]
             pad = batch_frames - chunk.shape[0]     # one compiled shape for every chunk
-            chunk = jnp.concatenate([chunk, jnp.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
+            chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
             out = _render_chunk(self.renderer, image, chunk, weight, noise)
             frames.append(np.asarray(out[:batch_frames - pad]))
         return np.clip((np.concatenate(frames) + 1.0) / 2.0, 0.0, 1.0)
@@ -180,21 +285,35 @@ class Pipeline:
     def motion_weight(self, sv, amplitude: float = 1.0) -> np.ndarray:
         """W `(H, W)` = mean_t |F_t| over one whole period: the softmax-splat depth proxy, the
         same for every frame whatever part of the motion is rendered."""
-        full = self.motion_texture(sv, self.settings.period, 1.0, amplitude)
-        return np.asarray(average_motion_magnitude(jnp.asarray(full))[..., 0])
+        return np.asarray(_period_weight(jnp.asarray(sv, jnp.float32), amplitude, self.settings.period))
 
     def render_motion(self, image, sv, num_frames: int = motion.NUM_FRAMES, speed: float = 1.0,
-                      amplitude: float = 1.0, seed: int = 0) -> np.ndarray:
+                      amplitude: float = 1.0, seed: int = 0, loop: bool = False,
+                      loop_mode: str | None = None) -> np.ndarray:
         """Frames of `image` moving by the spectral volume `sv` (see `motion_texture`)."""
-        traj = self.motion_texture(sv, num_frames, speed, amplitude)
+        traj = self.motion_texture(sv, num_frames, speed, amplitude, loop, loop_mode)
         return self.render(image, traj, self.motion_weight(sv, amplitude), seed)
 
     def animate(self, image, loop: bool = False, num_frames: int = motion.NUM_FRAMES,
                 seed: int = 0, amplitude: float = 1.0, speed: float = 1.0, **overrides) -> np.ndarray:
-        """The whole pipeline: image → spectral volume → motion texture → frames `(T,H,W,3)`."""
+        """The whole pipeline: image → spectral volume → motion texture → frames `(N,H,W,3)`;
+        the displacements are those of `predict_motion` with the same arguments."""
         image = self.prepare_image(image)
-        sv = self.predict_spectral_volume(image, seed=seed, loop=loop, **overrides)
-        return self.render_motion(image, sv, num_frames, speed, amplitude, seed)
+        sv = self.predict_spectral_volume(image, seed, loop, num_frames=num_frames, speed=speed,
+                                          **overrides)
+        return self.render_motion(image, sv, num_frames, speed, amplitude, seed, loop,
+                                  overrides.get("loop_mode"))
+
+
+@functools.partial(jax.jit, static_argnames="period")
+def _texture(sv, times, amplitude, period: int):
+    return motion.to_trajectories(motion.scale_amplitude(sv, amplitude), times=times, period=period)
+
+
+@functools.partial(jax.jit, static_argnames="period")
+def _period_weight(sv, amplitude, period: int):
+    full = _texture(sv, jnp.arange(period, dtype=jnp.float32), amplitude, period)
+    return average_motion_magnitude(full)[..., 0]
 
 
 @nnx.jit
@@ -204,10 +323,22 @@ def _render_chunk(renderer, image, flows, weight, noise):
                                jnp.broadcast_to(noise, (flows.shape[0], noise.shape[1])))
 
 
-def _sample_spectral_volumes(ldm: MotionLDM, images, key, *, schedule: NoiseSchedule,
-                             settings: SamplerSettings, loop: bool):
-    """DDIM / DPM-Solver++ over the B·K latent slices with CFG (+ loop self-guidance);
-    `images` in [-1, 1]."""
+def _loop_guidance(s: SamplerSettings, loop: bool, num_frames: int, speed: float):
+    """(kind, times) of the loop guidance: (None, dummy) for none; ("paper", frames 0, 1, T-2,
+    T-1) for Eq. 5; ("seam", times -v, 0, v, then the same shifted by N·v, v = speed): the video's
+    frames around its wrap and where the motion would have continued."""
+    if loop and s.loop_mode == "paper_guidance":
+        return "paper", (0.0, 1.0, float(s.period - 2), float(s.period - 1))
+    if loop and s.loop_mode == "seam_guidance" and playback_speed(num_frames, speed, s.period) != speed:
+        wrap = float(num_frames * speed)
+        return "seam", tuple(float(v) + shift for shift in (0.0, wrap) for v in (-speed, 0.0, speed))
+    return None, (0.0,)
+
+
+def _sample_spectral_volumes(ldm: MotionLDM, images, key, ends, *, schedule: NoiseSchedule,
+                             settings: SamplerSettings, guided: str | None):
+    """DDIM / DPM-Solver++ / UniPC over the B·K latent slices with CFG (+ DDIM loop guidance of
+    kind `guided` at the times `ends`, see `_loop_guidance`); `images` in [-1, 1]."""
     s = settings
     b, height, width = images.shape[:3]
     k = ldm.num_freqs
@@ -215,11 +346,16 @@ def _sample_spectral_volumes(ldm: MotionLDM, images, key, *, schedule: NoiseSche
     features = ldm.denoiser.encode_image(images)
     null = jnp.zeros_like(features)
 
-    def unet(z, t, feats):
-        return ldm.denoiser.unet(z, t, None, feats)
+    both = jnp.concatenate([features, null])
 
-    eps_fn = classifier_free_guidance(lambda z, t: unet(z, t, features),
-                                      lambda z, t: unet(z, t, null), s.guidance_weight)
+    def eps_fn(z, t):
+        """Classifier-free guidance with the conditional and null passes as one UNet call on a
+        doubled batch: one copy of the UNet to compile instead of two, and bigger kernels."""
+        if s.guidance_weight == 0:
+            return ldm.denoiser.unet(z, t, None, features)
+        eps = ldm.denoiser.unet(jnp.concatenate([z, z]), jnp.concatenate([t, t]), None, both)
+        cond, uncond = jnp.split(eps, 2)
+        return (1.0 + s.guidance_weight) * cond - s.guidance_weight * uncond
     noise_key, sample_key = jax.random.split(key)
     noise = jax.random.normal(noise_key, (b * k, h, w, c))
 
@@ -227,20 +363,40 @@ def _sample_spectral_volumes(ldm: MotionLDM, images, key, *, schedule: NoiseSche
         slices = ldm.decode(latents).reshape((b, k, height, width, 4))
         return ldm.denormalize(slices)
 
-    if s.solver == "dpm_solver_pp" and not loop:
-        latents = dpm_solver_pp_sample(eps_fn, noise, schedule, s.num_steps)
+    solver, order, grid = s.solver_options(guided is not None)
+    if solver == "dpm_solver_pp":
+        latents = dpm_solver_pp_sample(eps_fn, noise, schedule, s.num_steps, order=order, grid=grid)
+    elif solver == "unipc":
+        latents = unipc_sample(eps_fn, noise, schedule, s.num_steps, order=order, grid=grid)
+    elif guided is None:
+        latents = ddim_sample(eps_fn, noise, sample_key, schedule, s.num_steps, eta=s.eta, grid=grid)
     else:
-        ends = jnp.array([0, 1, s.period - 2, s.period - 1], jnp.float32)
-
-        def loop_loss(latents):   # L_g = ‖F_T − F_1‖₁ + ‖∇F_T − ∇F_1‖₁ over all pixels (Eq. 5)
+        def loop_loss(latents):
             traj = motion.to_trajectories(spectral_volume(latents), times=ends, period=s.period)
-            return jnp.sum(motion.loop_loss(traj)) * height * width   # per-pixel mean → L1 norm
+            if guided == "paper":   # L_g = ‖F_T − F_1‖₁ + ‖∇F_T − ∇F_1‖₁ over all pixels (Eq. 5)
+                return jnp.sum(motion.loop_loss(traj)) * height * width   # per-pixel mean → L1
+            return jnp.sum(jnp.abs(traj[:, :3] - traj[:, 3:]))   # frames at the wrap vs onwards
 
         latents = ddim_sample(eps_fn, noise, sample_key, schedule, s.num_steps, eta=s.eta,
-                              guidance_loss=loop_loss if loop else None,
-                              guidance_scale=s.loop_weight if loop else 0.0,
-                              self_recurrence=s.self_recurrence if loop else 1)
+                              guidance_loss=loop_loss, guidance_scale=s.loop_weight,
+                              self_recurrence=s.self_recurrence, grid=grid)
     return spectral_volume(latents)
+
+
+def noise_schedule(ldm_config) -> NoiseSchedule:
+    """The LDM run's diffusion schedule (its config's `diffusion` fields)."""
+    d = ldm_config.diffusion
+    return NoiseSchedule.create(d.num_steps, d.beta_start, d.beta_end, d.schedule)
+
+
+def _abstract(build):
+    """A model with its structure but no values yet (nnx.eval_shape), each array slot a
+    ShapeDtypeStruct on the default device so that Orbax restores straight onto it."""
+    model = nnx.eval_shape(build)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    nnx.update(model, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                                   nnx.state(model)))
+    return model
 
 
 def _run_config(workdir: Path) -> ml_collections.ConfigDict:

@@ -1,8 +1,11 @@
-"""Training: one generic loop (`train`) driven by a small `Task` per stage."""
+"""Training: one generic loop (`train`) driven by a small `Task` per stage.
 
-from gid_jax.train.loop import Trainer, TrainResult, train
-from gid_jax.train.state import TrainState
-from gid_jax.train.task import Task, compute_dtype
+The names below are loaded on first use (PEP 562), so that importing a light submodule such as
+`gid_jax.train.checkpoint` (what inference needs to restore weights) does not pull in the loop
+and with it CLU and TensorFlow.
+"""
+
+import importlib
 
 TASKS: dict[str, str] = {
     # name -> "module:factory(config) -> Task"; stage tasks register here.
@@ -12,11 +15,18 @@ TASKS: dict[str, str] = {
     "ldm": "gid_jax.train.ldm_task:make_ldm_task",
 }
 
+_LAZY = {"Trainer": "loop", "TrainResult": "loop", "train": "loop", "TrainState": "state",
+         "Task": "task", "compute_dtype": "task"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"gid_jax.train.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'gid_jax.train' has no attribute {name!r}")
+
 
 def get_task(name: str, config):
     """Instantiate a registered task by name."""
-    import importlib
-
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)}")
     module, factory = TASKS[name].split(":")
