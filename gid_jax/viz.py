@@ -63,6 +63,54 @@ def spectral_volume_figure(path: str | os.PathLike, image: np.ndarray, sv: np.nd
     fig.colorbar(im, ax=maps, fraction=0.01, pad=0.01, label="px")
     if title:
         fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def motion_comparison_figure(path: str | os.PathLike, scenes, title: str = "") -> Path:
+    """Saves a PNG with one row per scene: frame 0, the true amplitude map A = Σ_{k≥1}|S_k| and
+    the predicted ones, on one colour scale per row so over- and under-shooting are visible.
+
+    `scenes`: `(name, image, true_sv, {label: predicted_sv})` tuples."""
+    scenes = list(scenes)
+    cols = 2 + max(len(s[3]) for s in scenes)
+    fig, axes = plt.subplots(len(scenes), cols, figsize=(2.6 * cols, 1.9 * len(scenes)),
+                             squeeze=False)
+    for row, (name, image, true_sv, predicted) in zip(axes, scenes):
+        maps = {"truth": np.asarray(amplitude(true_sv))[1:].sum(0),
+                **{k: np.asarray(amplitude(v))[1:].sum(0) for k, v in predicted.items()}}
+        vmax = max(float(np.percentile(maps["truth"], 99.5)), 1e-3)
+        row[0].imshow(np.clip(image, 0, 1))
+        row[0].set_title(name, fontsize=8)
+        for ax, (label, amp) in zip(row[1:], maps.items()):
+            im = ax.imshow(amp, cmap="inferno", vmin=0, vmax=vmax)
+            ax.set_title(f"{label}: A (px), mean {amp.mean():.2f}", fontsize=8)
+        for ax in row:
+            ax.set_xticks([]), ax.set_yticks([])
+        fig.colorbar(im, ax=list(row), fraction=0.015, pad=0.01)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def loss_curves_figure(path: str | os.PathLike, curves) -> Path:
+    """Saves a PNG with one panel per training stage: `curves` maps a stage name to
+    `(steps, losses)`; the y axis is logarithmic when the loss is positive throughout."""
+    curves = dict(curves)
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 2.6), squeeze=False)
+    for ax, (name, (steps, losses)) in zip(axes[0], curves.items()):
+        ax.plot(steps, losses, lw=1)
+        if len(losses) and np.min(losses) > 0:
+            ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("training loss", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path) -> Path:
+    """Writes the figure atomically (temp name, then rename) and closes it."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
     fig.savefig(tmp, dpi=110)

@@ -54,18 +54,10 @@ def tiny_runs(prepared_tiny) -> dict:
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (runs["pipeline"] / "pipeline.json").exists():
-            from gid_jax.config import load_config
             from gid_jax.pipeline import Pipeline
-            from gid_jax.train import get_task, train
+            from gid_jax.train.stages import train_stages
 
-            data = f"--config.data.dir={prepared_tiny}"
-            for name, spec, extra in [
-                    ("vae", "configs/vae.py:tiny", []),
-                    ("ldm", "configs/ldm.py:tiny", [f"--config.vae_workdir={runs['vae']}"]),
-                    ("ldm2", "configs/ldm_freq_attn.py:tiny", [f"--config.ldm_workdir={runs['ldm']}"]),
-                    ("renderer", "configs/renderer.py:tiny", [])]:
-                config = load_config(spec, [data, *extra])
-                train(get_task(config.task, config), config, runs[name])
+            train_stages(root, "tiny", prepared_tiny)
             Pipeline.write_spec(runs["pipeline"], runs["ldm2"], runs["renderer"], num_steps=8,
                                 loop_weight=10.0)
     return runs

@@ -42,7 +42,7 @@ __all__ = [
     "amplitude_map", "amplitude_agreement", "amplitude_ratio", "as_predictor",
     "fixed_amplitude_sv", "frequency_amplitudes", "image_dependence", "learning_report",
     "localisation_auc", "moving_mask", "moving_mask_from_sv", "pearson", "phase_diversity",
-    "procedural_scenes", "reinit_denoiser", "renderer_metrics", "roc_auc", "score_predictions", "seed_diversity",
+    "procedural_scenes", "renderer_metrics", "roc_auc", "score_predictions", "seed_diversity",
     "spectrum_log_error", "untrained_pipeline",
 ]
 
@@ -393,6 +393,15 @@ def _lpips_model(lpips):
 _JITTED: dict = {}
 
 
+def _lpips_distance(model, a, b):
+    """LPIPS compiled once per shape (eagerly, VGG-16 costs tens of seconds per call on a CPU)."""
+    from flax import nnx
+
+    if "lpips" not in _JITTED:
+        _JITTED["lpips"] = nnx.jit(lambda m, x, y: m(x, y))
+    return _JITTED["lpips"](model, a, b)
+
+
 def _render_learned(renderer, image_m11, flows, weight, noise, batch: int):
     """Frames in [0,1] from the learned renderer, as `Pipeline.render` makes them (one style
     noise for all frames), compiled once per chunk shape."""
@@ -455,8 +464,8 @@ def renderer_metrics(renderer, image, flows, targets, motion_weight=None, *, see
                          ("still", still)):
         scores = frame_metrics(frames, targets)
         if model is not None:
-            scores["lpips"] = float(np.mean(np.asarray(model(jnp.asarray(frames) * 2 - 1,
-                                                             jnp.asarray(targets) * 2 - 1))))
+            scores["lpips"] = float(np.mean(np.asarray(_lpips_distance(
+                model, jnp.asarray(frames) * 2 - 1, jnp.asarray(targets) * 2 - 1))))
         else:
             scores["lpips"] = None
         out[name] = scores
@@ -488,39 +497,27 @@ def procedural_scenes(num: int, seed: int = 10_000, size=(64, 40), num_frames: i
     return scenes
 
 
-def _ldm_config(path):
-    import json
-    from pathlib import Path
+def untrained_pipeline(pipe):
+    """``pipe`` (a `Pipeline`, or a path to load) as it was before the LDM stages trained: the
+    denoiser's output layer is zero-initialised (ADM's ``zero_module``), so *every* untrained
+    denoiser predicts ε = 0 whatever its other weights; zeroing that layer of a copy gives
+    exactly the untrained model's function. The VAE, latent statistics and frequency scales stay
+    trained, so samples live on the data's scale and only the learned motion prior is missing.
+    Shares `pipe`'s compiled samplers (same graph, new weights)."""
+    import copy
 
-    import ml_collections
-
-    path = Path(path)
-    if (path / "manifest.json").is_file():
-        from gid_jax.export import LDM_CONFIG
-
-        file = path / LDM_CONFIG
-    else:
-        spec = json.loads((path / "pipeline.json").read_text())
-        file = path / spec["ldm"] / "config.json"
-    return ml_collections.ConfigDict(json.loads(file.read_text()))
-
-
-def untrained_pipeline(path, seed: int = 0):
-    """The pipeline at ``path`` (a directory or bundle) with its denoiser (image encoder + U-Net)
-    freshly initialised; the VAE, latent statistics and frequency scales stay trained, so samples
-    live on the data's scale and only the learned motion prior is missing."""
-    from gid_jax.pipeline import Pipeline
-
-    pipe = Pipeline.load(path)
-    return reinit_denoiser(pipe, _ldm_config(path), seed)
-
-
-def reinit_denoiser(pipe, ldm_config, seed: int = 0):
-    """``pipe`` with a fresh denoiser built from its LDM run config (``model``, ``stage``)."""
+    import jax.numpy as jnp
     from flax import nnx
 
-    from gid_jax.models.unet import MotionDenoiser
+    from gid_jax.pipeline import Pipeline
 
-    pipe.ldm.denoiser = MotionDenoiser.from_config(
-        ldm_config.model, frequency_attention=int(ldm_config.stage) == 2, rngs=nnx.Rngs(int(seed)))
-    return pipe
+    if not isinstance(pipe, Pipeline):
+        pipe = Pipeline.load(pipe)
+    untrained = copy.copy(pipe)
+    untrained.ldm = nnx.clone(pipe.ldm)
+    out = untrained.ldm.denoiser.unet.conv_out
+    for name in ("kernel", "bias"):
+        param = getattr(out, name, None)
+        if param is not None:
+            param[...] = jnp.zeros_like(param[...])
+    return untrained
