@@ -61,3 +61,22 @@ def tiny_runs(prepared_tiny) -> dict:
             Pipeline.write_spec(runs["pipeline"], runs["ldm2"], runs["renderer"], num_steps=8,
                                 loop_weight=10.0)
     return runs
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_runs):
+    """The tiny trained pipeline, loaded once per test module."""
+    from gid_jax.pipeline import Pipeline
+
+    return Pipeline.load(tiny_runs["pipeline"])
+
+
+@pytest.fixture(scope="module")
+def image(pipe):
+    """A smooth random test image at the pipeline's size."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.random((pipe.height, pipe.width, 3)).astype(np.float32), (5, 5), 1.5)
+    return np.clip(img, 0, 1)

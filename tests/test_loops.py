@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gid_jax import cli, motion, pipeline
-from gid_jax.pipeline import Pipeline, SamplerSettings, playback_speed
+from gid_jax.pipeline import SamplerSettings, playback_speed
 
 
 def in_range(ratios):
@@ -87,16 +87,6 @@ def test_cli_choices_match_the_pipeline():
 
 # ----------------------------------------------------------------------------- trained pipeline
 
-@pytest.fixture(scope="module")
-def pipe(tiny_runs):
-    return Pipeline.load(tiny_runs["pipeline"])
-
-
-@pytest.fixture(scope="module")
-def image(pipe):
-    rng = np.random.default_rng(0)
-    img = cv2.GaussianBlur(rng.random((pipe.height, pipe.width, 3)).astype(np.float32), (5, 5), 1.5)
-    return np.clip(img, 0, 1)
 
 
 @pytest.mark.parametrize("factor", [1.0, 1.5, 0.6])          # N = T, N = 1.5 T, N = 0.6 T

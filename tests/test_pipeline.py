@@ -6,7 +6,6 @@ import sys
 
 import cv2
 import numpy as np
-import pytest
 
 from data_pipelines.video_io import read_video
 from gid_jax import motion
@@ -14,16 +13,6 @@ from gid_jax.interact import InteractiveSession, render_drag_response
 from gid_jax.pipeline import Pipeline
 
 
-@pytest.fixture(scope="module")
-def pipe(tiny_runs):
-    return Pipeline.load(tiny_runs["pipeline"])
-
-
-@pytest.fixture(scope="module")
-def image(pipe):
-    rng = np.random.default_rng(0)
-    img = cv2.GaussianBlur(rng.random((pipe.height, pipe.width, 3)).astype(np.float32), (5, 5), 1.5)
-    return np.clip(img, 0, 1)
 
 
 def test_sampler_is_deterministic_and_batched(pipe, image):
