@@ -95,7 +95,7 @@ def measure(pipe, pipe_dir, heldout: list[Path], train_videos: Path, out: Path,
     scenes = [_scene(pipe, v) for v in heldout]
     # The fixed-map floor is the mean amplitude of the *training* scenes: the best guess that
     # ignores the image.
-    reference = [_scene(pipe, v)["true_sv"] for v in sorted(train_videos.glob("*.npz"))[:32]]
+    reference = [_true_motion(pipe, v)[1] for v in sorted(train_videos.glob("*.npz"))[:32]]
     untrained = learning.untrained_pipeline(pipe)
     report = learning.learning_report(pipe, tqdm(scenes, desc="learning metrics", unit="scene"),
                                       seeds=(0, 1, 2), untrained=untrained, reference_svs=reference)
@@ -119,19 +119,24 @@ def measure(pipe, pipe_dir, heldout: list[Path], train_videos: Path, out: Path,
             "scenes": rows}
 
 
-def _scene(pipe, video: Path) -> dict:
-    """A held-out clip: frame 0, the exact trajectories over one period and their spectrum."""
+def _true_motion(pipe, video: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A clip's exact trajectories over one period and their spectral volume (npz only)."""
     from data_pipelines.synth import load_ground_truth
-    from data_pipelines.video_io import read_video
     from gid_jax import motion
 
     truth = load_ground_truth(video.with_suffix(".npz"))
-    period = pipe.settings.period
-    traj = np.asarray(truth["trajectories"][:period], np.float32)
-    frames = read_video(video.with_suffix(".mp4"))[0][:period]
+    traj = np.asarray(truth["trajectories"][:pipe.settings.period], np.float32)
+    return traj, np.asarray(motion.to_spectral_volume(traj, pipe.ldm.num_freqs))
+
+
+def _scene(pipe, video: Path) -> dict:
+    """A held-out clip: frame 0, its frames and exact motion over one period."""
+    from data_pipelines.video_io import read_video
+
+    traj, true_sv = _true_motion(pipe, video)
+    frames = read_video(video.with_suffix(".mp4"))[0][:pipe.settings.period]
     return {"name": video.stem, "image": np.asarray(frames[0], np.float32),
-            "frames": np.asarray(frames, np.float32), "trajectories": traj,
-            "true_sv": np.asarray(motion.to_spectral_volume(traj, pipe.ldm.num_freqs))}
+            "frames": np.asarray(frames, np.float32), "trajectories": traj, "true_sv": true_sv}
 
 
 def _seam(pipe, sv) -> dict:

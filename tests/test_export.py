@@ -32,14 +32,9 @@ def bundle(tiny_runs, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def live(tiny_runs):
-    return Pipeline.load(tiny_runs["pipeline"])
-
-
-@pytest.fixture(scope="module")
-def image(live):
+def image(pipe):
     rng = np.random.default_rng(0)
-    return rng.random((live.height, live.width, 3)).astype(np.float32)
+    return rng.random((pipe.height, pipe.width, 3)).astype(np.float32)
 
 
 def test_cli_writes_a_complete_checksummed_bundle(bundle, tiny_runs, capsys):
@@ -122,16 +117,16 @@ FRESH_PROCESS = textwrap.dedent("""
 """)
 
 
-def test_round_trip_in_a_fresh_process(bundle, live, image, tmp_path):
-    ldm = live.ldm
-    k, (h, w, c) = ldm.num_freqs, ldm.latent_shape(live.height, live.width)
+def test_round_trip_in_a_fresh_process(bundle, pipe, image, tmp_path):
+    ldm = pipe.ldm
+    k, (h, w, c) = ldm.num_freqs, ldm.latent_shape(pipe.height, pipe.width)
     rng = np.random.default_rng(1)
-    steps = live.schedule.sampling_steps(live.settings.num_steps)
+    steps = pipe.schedule.sampling_steps(pipe.settings.num_steps)
     inputs = {"image": image, "seed": SEED, "t": int(steps[0]), "t_prev": int(steps[1]),
               "z": rng.normal(size=(k, h, w, c)).astype(np.float32),
-              "flows": rng.normal(scale=2.0, size=(CHUNK, live.height, live.width, 2)).astype(np.float32),
-              "weight": rng.random((1, live.height, live.width, 1)).astype(np.float32),
-              "noise": rng.normal(size=(1, live.renderer.style_dim)).astype(np.float32)}
+              "flows": rng.normal(scale=2.0, size=(CHUNK, pipe.height, pipe.width, 2)).astype(np.float32),
+              "weight": rng.random((1, pipe.height, pipe.width, 1)).astype(np.float32),
+              "noise": rng.normal(size=(1, pipe.renderer.style_dim)).astype(np.float32)}
     np.savez(tmp_path / "inputs.npz", **inputs)
     script = tmp_path / "fresh.py"
     script.write_text(FRESH_PROCESS)
@@ -139,8 +134,8 @@ def test_round_trip_in_a_fresh_process(bundle, live, image, tmp_path):
     proc = subprocess.Popen([sys.executable, str(script), str(bundle), str(tmp_path / "inputs.npz"),
                              str(tmp_path / "out.npz")], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
-    sv_live = live.predict_spectral_volume(image, seed=SEED)    # meanwhile, the live side
-    live_frames = live.render(image, inputs["flows"], inputs["weight"][0, :, :, 0], seed=SEED,
+    sv_live = pipe.predict_spectral_volume(image, seed=SEED)    # meanwhile, the live side
+    live_frames = pipe.render(image, inputs["flows"], inputs["weight"][0, :, :, 0], seed=SEED,
                               batch_frames=CHUNK)
     _, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr[-3000:]
@@ -155,18 +150,18 @@ def test_round_trip_in_a_fresh_process(bundle, live, image, tmp_path):
 
     # one exported step against the live model (CFG + deterministic DDIM update, written out here)
     img = jnp.asarray(image)[None] * 2 - 1
-    z, weight = jnp.asarray(inputs["z"]), live.settings.guidance_weight
+    z, weight = jnp.asarray(inputs["z"]), pipe.settings.guidance_weight
     t_vec = jnp.full((k,), inputs["t"], jnp.int32)
     features = ldm.denoiser.encode_image(img)
     eps = ((1 + weight) * ldm.denoiser.unet(z, t_vec, None, features)
            - weight * ldm.denoiser.unet(z, t_vec, None, jnp.zeros_like(features)))
-    abar, abar_prev = (float(live.schedule.alphas_cumprod[inputs[t]]) for t in ("t", "t_prev"))
+    abar, abar_prev = (float(pipe.schedule.alphas_cumprod[inputs[t]]) for t in ("t", "t_prev"))
     x0 = (z - np.sqrt(1 - abar) * eps) / np.sqrt(abar)
     want = np.sqrt(abar_prev) * x0 + np.sqrt(1 - abar_prev) * eps
     np.testing.assert_allclose(got["step"], want, rtol=1e-4, atol=1e-4)
-    decoded = ldm.denormalize(ldm.decode(z).reshape((1, k, live.height, live.width, 4)))[0]
+    decoded = ldm.denormalize(ldm.decode(z).reshape((1, k, pipe.height, pipe.width, 4)))[0]
     np.testing.assert_allclose(got["decode"], decoded, rtol=1e-4, atol=1e-4)
-    frames = _render_chunk(live.renderer, img, jnp.asarray(inputs["flows"]),
+    frames = _render_chunk(pipe.renderer, img, jnp.asarray(inputs["flows"]),
                            jnp.asarray(inputs["weight"]), jnp.asarray(inputs["noise"]))
     np.testing.assert_allclose(got["render"], frames, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(got["frames"], live_frames)
