@@ -31,6 +31,9 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     # 1800 frames = 60 s; 0 = no limit. NOT RECOVERED.
     c.max_frames_per_video = 1800
     c.flow_backend = ""       # "" = gid_jax.flow's default (the coarse-to-fine method of PAPER.md 8)
+    # "flow": trajectories by optical flow (the paper; any video). "ground_truth": the exact
+    # motion data_pipelines.synth writes beside each procedural clip (NAME.npz), from frame 0 only.
+    c.motion_source = "flow"
 
     # ---- filters (PAPER.md 8, final version [S]) ---------------------------------------------
     # W(p) = mean over t=1..T-1 of |F_t(p)| (pixels). Camera motion: drop the clip if at least

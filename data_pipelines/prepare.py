@@ -134,13 +134,16 @@ SPLITS = ("train", "test")
 CONFIG_NAMES = ("spectral", "pairs")
 VERSION = "1.0.0"
 DROP_REASONS = ("camera_motion", "static")
+# Where a clip's trajectories come from: optical flow (the paper; any video), or the exact motion
+# that `data_pipelines.synth` stores beside each procedural clip (`NAME.npz`).
+MOTION_SOURCES = ("flow", "ground_truth")
 _FLOAT16_MAX = 65504.0
 _INT8_LEVELS = 127.0
 # Settings whose change alters the per-video cache (flow results); the others (filters, splits,
 # statistics, storage of the final datasets) are applied when the datasets are written.
 _CACHE_FIELDS = ("fps", "width", "height", "num_frames", "stride", "num_freqs",
-                 "max_frames_per_video", "flow_backend", "pairs_per_clip", "seed",
-                 "sv_encoding_cache")
+                 "max_frames_per_video", "flow_backend", "motion_source", "pairs_per_clip",
+                 "seed", "sv_encoding_cache")
 DATASET_NAME = "gid_motion"
 
 
@@ -153,7 +156,8 @@ def _settings(config) -> dict:
     get = (lambda k: config[k]) if isinstance(config, dict) else (lambda k: getattr(config, k))
     fields = dict(
         fps=float, width=int, height=int, num_frames=int, stride=int, num_freqs=int,
-        max_frames_per_video=int, flow_backend=str, camera_motion_threshold_px=float,
+        max_frames_per_video=int, flow_backend=str, motion_source=str,
+        camera_motion_threshold_px=float,
         camera_motion_fraction=float, static_threshold_px=float, pairs_per_clip=int, seed=int,
         test_fraction=float, sv_encoding=str, tensor_encoding=str, keep_cache=bool,
         percentile=float, magnitude=str, num_workers=int, direct_running_mode=str)
@@ -180,6 +184,7 @@ def _settings(config) -> dict:
         (s["direct_running_mode"] in ("in_memory", "multi_threading", "multi_processing"),
          "direct_running_mode must be in_memory, multi_threading or multi_processing"),
         (s["num_workers"] >= 0, "num_workers must be >= 0"),
+        (s["motion_source"] in MOTION_SOURCES, f"motion_source must be one of {MOTION_SOURCES}"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -385,9 +390,16 @@ def cache_key(relpath: str, size: int, mtime: float, settings: dict) -> str:
 
 
 def _sources_elements(videos_dir: str, settings: dict) -> list[dict]:
+    sources = list_sources(videos_dir)
+    if settings["motion_source"] == "ground_truth":
+        for _, path, _, _ in sources:   # before any slow work
+            if _is_remote(path) or not Path(path).with_suffix(".npz").is_file():
+                raise ValueError(f"{path}: motion_source='ground_truth' needs its exact motion in "
+                                 f"{Path(path).with_suffix('.npz').name} beside it (written by "
+                                 "data_pipelines.synth); use motion_source='flow' for other videos")
     return [dict(relpath=rel, path=path, split=split_of(rel, settings["test_fraction"]),
                  key=cache_key(rel, size, mtime, settings))
-            for rel, path, size, mtime in list_sources(videos_dir)]
+            for rel, path, size, mtime in sources]
 
 
 # ==============================================================================================
@@ -413,6 +425,33 @@ def trajectories_from_frames(frames: np.ndarray, flow_fn) -> np.ndarray:
     if not np.all(np.isfinite(traj)):
         raise ValueError("optical flow returned NaN or inf")
     return traj
+
+
+def ground_truth_trajectories(path: str, settings: dict) -> np.ndarray:
+    """The exact trajectories `(N, H, W, 2)` of a procedural clip (its `.npz`), from frame 0,
+    resized and centre-cropped exactly like its frames (`video_io.load_clip`), displacements
+    scaled with the image."""
+    import cv2
+
+    from data_pipelines.synth import load_ground_truth
+
+    npz = Path(path).with_suffix(".npz")
+    truth = load_ground_truth(npz)
+    if abs(float(truth["fps"]) - settings["fps"]) > 1e-6:
+        raise ValueError(f"{npz}: exact motion is at {float(truth['fps']):g} fps, but the clips are "
+                         f"resampled to {settings['fps']:g} fps; use motion_source='flow'")
+    traj = np.asarray(truth["trajectories"], np.float32)
+    out_w, out_h = settings["width"], settings["height"]
+    h, w = traj.shape[1:3]
+    if (w, h) == (out_w, out_h):
+        return traj
+    scale = max(out_w / w, out_h / h)
+    new_w, new_h = max(out_w, int(round(w * scale))), max(out_h, int(round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_CUBIC
+    x0, y0 = (new_w - out_w) // 2, (new_h - out_h) // 2
+    resized = np.stack([cv2.resize(f, (new_w, new_h), interpolation=interp) for f in traj])
+    resized *= np.array([new_w / w, new_h / h], np.float32)
+    return np.ascontiguousarray(resized[:, y0:y0 + out_h, x0:x0 + out_w])
 
 
 def mean_motion(traj: np.ndarray) -> np.ndarray:
@@ -475,10 +514,14 @@ def process_video(path: str, relpath: str, settings: dict, flow_fn=None) -> dict
     frames = _load_frames(path, settings)
     num_t, stride = settings["num_frames"], settings["stride"]
     starts = np.arange(0, len(frames) - num_t + 1, stride, dtype=np.int32)
+    truth = None
+    if settings["motion_source"] == "ground_truth":
+        truth = ground_truth_trajectories(path, settings)
+        starts = starts[:1]   # the exact motion is of frame 0's pixels
     images, svs, scales, motions, pair_t, pair_images, pair_flows = [], [], [], [], [], [], []
     for start in starts:
         clip = frames[start:start + num_t]
-        traj = trajectories_from_frames(clip, flow_fn)
+        traj = truth[:num_t] if truth is not None else trajectories_from_frames(clip, flow_fn)
         sv = np.asarray(to_spectral_volume(traj, settings["num_freqs"]), np.float32)
         data, scale = encode_spectral_volume(sv, settings["sv_encoding_cache"])
         targets = _pair_targets(relpath, int(start), settings)
@@ -854,6 +897,8 @@ def _check_recorded_settings(out_dir: str, settings: dict) -> None:
             recorded = json.loads(_read_bytes(path))
         except json.JSONDecodeError:
             recorded = None
+        if isinstance(recorded, dict):
+            recorded.setdefault("motion_source", "flow")   # folders prepared before the field
         if recorded is not None and recorded != fixed:
             diff = sorted(k for k in set(recorded) | set(fixed) if recorded.get(k) != fixed.get(k))
             raise ValueError(f"{out_dir}: already holds data prepared with different settings "

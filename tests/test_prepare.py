@@ -250,3 +250,31 @@ def test_split_is_deterministic_and_near_ten_percent():
     test = [n for n in names if P.split_of(n, 0.1) == "test"]
     assert 0.08 < len(test) / len(names) < 0.12
     assert test == [n for n in names if P.split_of(n, 0.1) == "test"]
+
+
+def test_ground_truth_motion_source_stores_the_exact_motion(tmp_path):
+    """motion_source='ground_truth': the spectra are the rfft of the generator's own trajectories,
+    resized like the frames (128x80 → 64x40: INTER_AREA at an exact factor 2 is the 2x2 block
+    mean, and displacements halve), from frame 0 only. Reference: numpy, float16 storage."""
+    videos = tmp_path / "videos"
+    moving = synthesize(videos, 2, size=(128, 80), num_frames=32, fps=30.0, seed=6, progress=False)
+    cfg = tiny_config(motion_source="ground_truth", static_threshold_px=0.0, test_fraction=0.0)
+    r = P.prepare(videos, tmp_path / "out", cfg, progress=False)
+    got = _prepared_examples(r)
+    assert sorted(got) == sorted((p.name, 0) for p in moving)   # start frame 0 only
+    for mp4 in moving:
+        traj = load_ground_truth(mp4.with_suffix(".npz"))["trajectories"][:cfg.num_frames]
+        small = traj.astype(np.float64).reshape(cfg.num_frames, 40, 2, 64, 2, 2).mean((2, 4)) / 2
+        gt = np.fft.rfft(small, axis=0)[:cfg.num_freqs]
+        gt = np.concatenate([gt.real, gt.imag], axis=-1)
+        np.testing.assert_allclose(got[(mp4.name, 0)]["sv"], gt, rtol=2e-3, atol=2e-3 * np.abs(gt).max())
+
+
+def test_ground_truth_motion_source_needs_the_npz(tmp_path):
+    videos = tmp_path / "videos"
+    synthesize(videos, 1, size=SIZE, num_frames=32, fps=30.0, seed=6, progress=False)
+    next(videos.glob("*.npz")).unlink()
+    with pytest.raises(ValueError, match=r"synth_00000\.mp4: motion_source='ground_truth' needs"):
+        P.prepare(videos, tmp_path / "out", tiny_config(motion_source="ground_truth"), progress=False)
+    with pytest.raises(ValueError, match="motion_source must be one of"):
+        P.prepare(videos, tmp_path / "out", tiny_config(motion_source="exact"), progress=False)
