@@ -44,6 +44,11 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
                                                    # level (+ mid); "interleaves ... in each block"
         dropout=0.0,                               # NOT RECOVERED
         image_feature_channels=16,                 # "16-channel features" (supplement)
+        # How I0's features enter. "input": concatenated with the noisy latent (the paper).
+        # "every_block": also added inside every ResBlock, pooled to its level (our choice for
+        # small models: measured on held-out scenes after 1500 CPU steps, AUC 0.65 → 0.72 and
+        # image dependence 0.12 → 0.19; the tiny U-Net barely uses features seen only at its input).
+        image_conditioning="input" if paper else "every_block",
     ))
 
     # ResNet image encoder: I0 → 16-channel features at latent resolution (PAPER.md 4.2).
@@ -58,7 +63,9 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     c.renderer = ml_collections.ConfigDict(dict(
         encoder_blocks=(3, 4, 6, 3) if paper else (1, 1),        # paper: ResNet-34
         encoder_channels=(64, 128, 256, 512) if paper else (8, 16),  # paper: ResNet-34
-        full_res_channels=32 if paper else 4,      # NOT RECOVERED: extra full-resolution level
+        full_res_channels=32 if paper else 16,     # NOT RECOVERED: extra full-resolution level
+                                                   # (tiny: 16, not 4: +0.2 dB held-out PSNR of
+                                                   # the renderer after the demo's 300 steps)
         style_dim=512 if paper else 32,            # NOT RECOVERED: CoModGAN default
         mapping_layers=8 if paper else 2,          # NOT RECOVERED: StyleGAN default
         splat_z_scale=1.0,                         # NOT RECOVERED: Z = scale * W at every level

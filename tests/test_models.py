@@ -30,6 +30,7 @@ model_sizes = _load("model_sizes_bench", ROOT / "benchmarks" / "model_sizes.py")
 
 from gid_jax.models import sharding  # noqa: E402
 from gid_jax.models.image_encoder import ImageEncoder  # noqa: E402
+from gid_jax.models.layers import ResBlock  # noqa: E402
 from gid_jax.models.unet import (FREQ_ATTN, MotionDenoiser, UNet, frozen_filter,  # noqa: E402
                                  load_stage1, trainable_filter)
 from gid_jax.models.vae import LatentStats, MotionVAE, vae_loss  # noqa: E402
@@ -354,10 +355,48 @@ def test_unet_matches_analytic_ldm_count():
         unet = nnx.eval_shape(lambda: UNet.from_config(cfg.unet, rngs=nnx.Rngs(0)))
         n = model_sizes.count_params(unet)
         n_freq_embed = model_sizes.count_params(unet.freq_embed)
+        n_spatial = sum(int(np.prod(v.shape)) for path, v in nnx.to_flat_state(nnx.state(unet, nnx.Param))
+                        if "spatial_proj" in path)   # the "every_block" image conditioning
+        assert (n_spatial > 0) == (cfg.unet.image_conditioning == "every_block")
         ref = model_sizes.ldm_reference_for(cfg.unet)
-        assert n - n_freq_embed == ref, (variant, n, n_freq_embed, ref)
+        assert n - n_freq_embed - n_spatial == ref, (variant, n, n_freq_embed, ref)
         assert abs(n / ref - 1) < 0.15
     assert 2e8 < ref < 3e8                          # paper: ~241.5 M
+
+
+def test_every_block_image_conditioning():
+    """``every_block`` only adds a 1x1 `spatial_proj` to each ResBlock ("input" = the paper's model,
+    same paths otherwise), and the image then reaches the output even with the input-concat
+    weights of the features zeroed; the pooling is numpy's block mean."""
+    from gid_jax.models.unet import _pool
+
+    cfg = models_cfg.get_config("tiny").unet
+    built = {}
+    for mode in ("input", "every_block"):
+        c = cfg.copy_and_resolve_references()
+        c.image_conditioning = mode
+        built[mode] = UNet.from_config(c, rngs=_rngs(3))
+    paths = {m: _paths(nnx.state(u, nnx.Param)) for m, u in built.items()}
+    extra = paths["every_block"] - paths["input"]
+    assert paths["input"] < paths["every_block"] and all("spatial_proj" in p for p in extra)
+    n_res = sum(isinstance(m, ResBlock) for _, m in built["every_block"].iter_modules())
+    assert len(extra) == 2 * n_res                       # kernel + bias in every ResBlock
+    with pytest.raises(ValueError, match="image_conditioning"):
+        UNet(image_conditioning="everywhere", rngs=_rngs(0))
+
+    unet = built["every_block"]
+    _perturb_zero_params(unet, 7)
+    kernel = unet.conv_in.kernel.get_value()
+    unet.conv_in.kernel.set_value(kernel.at[:, :, cfg.latent_channels:, :].set(0.0))
+    z = jax.random.normal(jax.random.key(1), (B * K, h, w, 4))
+    feats = jax.random.normal(jax.random.key(2), (B, h, w, cfg.image_feature_channels))
+    out = unet(z, jnp.array([10, 500]), None, feats)
+    out_null = unet(z, jnp.array([10, 500]), None, jnp.zeros_like(feats))
+    assert float(jnp.max(jnp.abs(out - out_null))) > 1e-3
+
+    x = np.random.default_rng(0).standard_normal((2, 8, 12, 3)).astype(np.float32)
+    np.testing.assert_allclose(_pool(jnp.asarray(x), 4), x.reshape(2, 2, 4, 3, 4, 3).mean((2, 4)),
+                               rtol=1e-6, atol=1e-6)
 
 
 def test_image_encoder_downsamples_to_latent_resolution():

@@ -91,30 +91,37 @@ class Norm(nnx.Module):
 
 
 class ResBlock(nnx.Module):
-    """LDM/ADM residual block, optionally conditioned on an embedding vector (added after conv1).
+    """LDM/ADM residual block, optionally conditioned on an embedding vector and on a spatial map
+    ``spatial`` (N, h, w, spatial_dim) through a 1x1 conv, both added after conv1.
 
     ``zero_init_out`` zero-initialises the second conv (ADM's ``zero_module``): the block then starts
     as its skip path.
     """
 
     def __init__(self, in_ch: int, out_ch: int, *, emb_dim: Optional[int] = None,
-                 dropout: float = 0.0, zero_init_out: bool = False, dtype=jnp.float32,
-                 rngs: nnx.Rngs):
+                 spatial_dim: Optional[int] = None, dropout: float = 0.0,
+                 zero_init_out: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
         self.norm1 = Norm(in_ch, rngs=rngs)
         self.conv1 = conv(in_ch, out_ch, 3, dtype=dtype, rngs=rngs)
         self.emb_proj = (linear(emb_dim, out_ch, axes=("embed", "conv_out"), dtype=dtype, rngs=rngs)
                          if emb_dim else None)
+        self.spatial_proj = (conv(spatial_dim, out_ch, 1, dtype=dtype, rngs=rngs)
+                             if spatial_dim else None)
         self.norm2 = Norm(out_ch, rngs=rngs)
         self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0 else None
         self.conv2 = conv(out_ch, out_ch, 3, zero_init=zero_init_out, dtype=dtype, rngs=rngs)
         self.skip = conv(in_ch, out_ch, 1, dtype=dtype, rngs=rngs) if in_ch != out_ch else None
 
-    def __call__(self, x, emb=None):
+    def __call__(self, x, emb=None, spatial=None):
         h = self.conv1(self.norm1(x))
         if self.emb_proj is not None:
             if emb is None:
                 raise ValueError("ResBlock: this block needs an embedding, got None")
             h = h + self.emb_proj(jax.nn.silu(emb))[:, None, None, :].astype(h.dtype)
+        if self.spatial_proj is not None:
+            if spatial is None:
+                raise ValueError("ResBlock: this block needs a spatial condition, got None")
+            h = h + self.spatial_proj(spatial.astype(h.dtype))
         h = self.norm2(h)
         if self.dropout is not None:
             h = self.dropout(h)

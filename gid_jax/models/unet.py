@@ -56,6 +56,17 @@ __all__ = [
 ]
 
 FREQ_ATTN = "freq_attn"  # path element of every stage-2 (frequency attention) parameter
+# How the image features enter: "input" (the paper: concatenated with the noisy latent) or
+# "every_block" (also added, through a 1x1 conv, inside every ResBlock like the time embedding).
+IMAGE_CONDITIONING = ("input", "every_block")
+
+
+def _pool(x, factor: int):
+    """Average pooling by an integer factor (the UNet's sizes are divisible by it)."""
+    if factor == 1:
+        return x
+    n, h, w, c = x.shape
+    return x.reshape(n, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
 
 
 def trainable_filter(stage: int):
@@ -117,16 +128,16 @@ class UNetBlock(nnx.Module):
     """ResBlock [+ SpatialAttention] [+ FrequencyAttention] (one ADM ``TimestepEmbedSequential``)."""
 
     def __init__(self, in_ch, out_ch, emb_dim, *, attention, freq_attention, head_channels,
-                 freq_heads, dropout, dtype, rngs):
-        self.res = ResBlock(in_ch, out_ch, emb_dim=emb_dim, dropout=dropout, zero_init_out=True,
-                            dtype=dtype, rngs=rngs)
+                 freq_heads, dropout, dtype, rngs, spatial_dim=None):
+        self.res = ResBlock(in_ch, out_ch, emb_dim=emb_dim, spatial_dim=spatial_dim,
+                            dropout=dropout, zero_init_out=True, dtype=dtype, rngs=rngs)
         self.attn = (SpatialAttention(out_ch, head_channels=head_channels, zero_init_out=True,
                                       dtype=dtype, rngs=rngs) if attention else None)
         self.freq_attn = (FrequencyAttention(out_ch, freq_heads, dtype=dtype, rngs=rngs)
                           if freq_attention else None)
 
-    def __call__(self, x, emb, num_freqs):
-        x = self.res(x, emb)
+    def __call__(self, x, emb, num_freqs, spatial=None):
+        x = self.res(x, emb, spatial)
         if self.attn is not None:
             x = self.attn(x)
         if self.freq_attn is not None:
@@ -136,8 +147,9 @@ class UNetBlock(nnx.Module):
 
 class MidBlock(nnx.Module):
     def __init__(self, ch, emb_dim, *, freq_attention, head_channels, freq_heads, dropout, dtype,
-                 rngs):
-        kw = dict(emb_dim=emb_dim, dropout=dropout, zero_init_out=True, dtype=dtype, rngs=rngs)
+                 rngs, spatial_dim=None):
+        kw = dict(emb_dim=emb_dim, spatial_dim=spatial_dim, dropout=dropout, zero_init_out=True,
+                  dtype=dtype, rngs=rngs)
         self.res1 = ResBlock(ch, ch, **kw)
         self.attn = SpatialAttention(ch, head_channels=head_channels, zero_init_out=True,
                                      dtype=dtype, rngs=rngs)
@@ -145,8 +157,8 @@ class MidBlock(nnx.Module):
         self.freq_attn = (FrequencyAttention(ch, freq_heads, dtype=dtype, rngs=rngs)
                           if freq_attention else None)
 
-    def __call__(self, x, emb, num_freqs):
-        x = self.res2(self.attn(self.res1(x, emb)), emb)
+    def __call__(self, x, emb, num_freqs, spatial=None):
+        x = self.res2(self.attn(self.res1(x, emb, spatial)), emb, spatial)
         if self.freq_attn is not None:
             x = self.freq_attn(x, num_freqs)
         return x
@@ -160,8 +172,11 @@ class UNet(nnx.Module):
                  num_res_blocks: int = 2, attention_levels: Sequence[int] = (1, 2),
                  head_channels: int = 32, *, frequency_attention: bool = False,
                  freq_attention_levels: Optional[Sequence[int]] = None,
-                 freq_attention_heads: int = 8, dropout: float = 0.0, dtype=jnp.float32,
-                 rngs: nnx.Rngs):
+                 freq_attention_heads: int = 8, dropout: float = 0.0,
+                 image_conditioning: str = "input", dtype=jnp.float32, rngs: nnx.Rngs):
+        if image_conditioning not in IMAGE_CONDITIONING:
+            raise ValueError(f"UNet: image_conditioning must be one of {IMAGE_CONDITIONING}, got "
+                             f"{image_conditioning!r}")
         mults = tuple(channel_multipliers)
         n_levels = len(mults)
         attention_levels = set(attention_levels)
@@ -170,6 +185,7 @@ class UNet(nnx.Module):
         self.latent_channels = latent_channels
         self.image_feature_channels = image_feature_channels
         self.frequency_attention = frequency_attention
+        self.image_conditioning = image_conditioning
         self.num_levels = n_levels
         self.num_res_blocks = num_res_blocks
         self.dtype = dtype
@@ -179,11 +195,13 @@ class UNet(nnx.Module):
         self.freq_embed = EmbeddingMLP(mc, emb_dim, dtype=dtype, rngs=rngs)
         self.conv_in = conv(latent_channels + image_feature_channels, mc, 3, dtype=dtype, rngs=rngs)
 
+        spatial_dim = image_feature_channels if image_conditioning == "every_block" else None
+
         def block(cin, cout, level):
             return UNetBlock(cin, cout, emb_dim, attention=level in attention_levels,
                              freq_attention=frequency_attention and level in freq_levels,
                              head_channels=head_channels, freq_heads=freq_attention_heads,
-                             dropout=dropout, dtype=dtype, rngs=rngs)
+                             dropout=dropout, dtype=dtype, rngs=rngs, spatial_dim=spatial_dim)
 
         ch, skip_chs = mc, [mc]
         down_blocks, downsamples = [], []
@@ -199,7 +217,7 @@ class UNet(nnx.Module):
         self.downsamples = nnx.List(downsamples)
         self.mid = MidBlock(ch, emb_dim, freq_attention=frequency_attention,
                             head_channels=head_channels, freq_heads=freq_attention_heads,
-                            dropout=dropout, dtype=dtype, rngs=rngs)
+                            dropout=dropout, dtype=dtype, rngs=rngs, spatial_dim=spatial_dim)
         up_blocks, upsamples = [], []
         for level in reversed(range(n_levels)):
             for _ in range(num_res_blocks + 1):
@@ -222,7 +240,8 @@ class UNet(nnx.Module):
                    freq_attention_levels=tuple(cfg.get("freq_attention_levels",
                                                        range(len(cfg.channel_multipliers)))),
                    freq_attention_heads=cfg.freq_attention_heads, dropout=cfg.dropout,
-                   dtype=dtype, rngs=rngs)
+                   image_conditioning=cfg.get("image_conditioning", "input"), dtype=dtype,
+                   rngs=rngs)
 
     def __call__(self, z, t, freq_index, image_features, *, drop_image=None):
         if z.ndim != 4 or z.shape[-1] != self.latent_channels:
@@ -257,19 +276,23 @@ class UNet(nnx.Module):
 
         x = jnp.concatenate([z.astype(jnp.float32), feats.astype(jnp.float32)], axis=-1)
         hcur = self.conv_in(x)
+        # "every_block": the features, average-pooled to each level, enter every ResBlock too.
+        spatial = ([_pool(feats, 2 ** level) for level in range(self.num_levels)]
+                   if self.image_conditioning == "every_block" else [None] * self.num_levels)
         skips = [hcur]
         nrb = self.num_res_blocks
         for i, blk in enumerate(self.down_blocks):
-            hcur = blk(hcur, emb, k)
-            skips.append(hcur)
             level = i // nrb
+            hcur = blk(hcur, emb, k, spatial[level])
+            skips.append(hcur)
             if (i + 1) % nrb == 0 and level < len(self.downsamples):
                 hcur = self.downsamples[level](hcur)
                 skips.append(hcur)
-        hcur = self.mid(hcur, emb, k)
+        hcur = self.mid(hcur, emb, k, spatial[-1])
         for i, blk in enumerate(self.up_blocks):
-            hcur = blk(jnp.concatenate([hcur, skips.pop().astype(hcur.dtype)], axis=-1), emb, k)
             j = i // (nrb + 1)
+            hcur = blk(jnp.concatenate([hcur, skips.pop().astype(hcur.dtype)], axis=-1), emb, k,
+                       spatial[self.num_levels - 1 - j])
             if (i + 1) % (nrb + 1) == 0 and j < len(self.upsamples):
                 hcur = self.upsamples[j](hcur)
         return self.conv_out(self.norm_out(hcur)).astype(jnp.float32)
