@@ -164,6 +164,61 @@ def test_translation_moves_features_per_level(model, inputs):
     assert np.all(warped[1][:, :, 0, :-1] == 0)
 
 
+def _is_to_rgb_kernel(path):
+    return "['to_rgb']['kernel']" in jax.tree_util.keystr(path)
+
+
+def _with_random_to_rgb(model, seed=1):
+    """A copy of ``model`` whose zero-initialised toRGB kernels are random (as after training)."""
+    graphdef, state = nnx.split(model)
+    rng = np.random.default_rng(seed)
+    state = jax.tree_util.tree_map_with_path(
+        lambda p, x: jnp.asarray(rng.normal(0, 0.3, x.shape), x.dtype) if _is_to_rgb_kernel(p) else x,
+        state)
+    return nnx.merge(graphdef, state)
+
+
+def _filled_splat(image, flow, weight):
+    """Reference: softmax splatting of the image alone, holes filled by the image (as
+    `gid_jax.eval.learning.renderer_metrics`' ``splat_filled``)."""
+    from gid_jax.models.splatting import softmax_splat
+
+    feat = jnp.concatenate([jnp.asarray(image), jnp.ones(image.shape[:3] + (1,))], axis=-1)
+    warped = np.asarray(softmax_splat(feat, jnp.asarray(flow), jnp.asarray(weight)))
+    return np.where(warped[..., 3:] > 0, warped[..., :3], image), warped[..., 3]
+
+
+def test_untrained_renderer_is_hole_filled_splatting(model, inputs, output):
+    image, flow, weight, noise = inputs
+    # Known answer: a whole-pixel translation by (2, -4) px moves every pixel exactly; what
+    # nothing lands on (left 2 columns, bottom 4 rows) keeps the input image.
+    shift = np.zeros_like(flow)
+    shift[..., 0], shift[..., 1] = 2.0, -4.0
+    frame = np.asarray(_forward(model, image, shift, np.ones_like(weight), noise))
+    expected = image.copy()
+    expected[:, :-4, 2:] = image[:, 4:, :-2]
+    np.testing.assert_allclose(frame, expected, atol=1e-6)
+    # Random motion (collisions and disocclusions): filled softmax splatting with Z = W.
+    reference, coverage = _filled_splat(image, flow, weight)
+    assert 0 < np.mean(coverage == 0) < 0.5  # some disocclusions
+    np.testing.assert_allclose(output, reference, atol=1e-6)
+
+
+def test_pixels_that_do_not_move_are_kept(model, inputs):
+    image, flow, weight, noise = inputs
+    trained = _with_random_to_rgb(model)
+    frame = np.asarray(_forward(trained, image, np.zeros_like(flow), weight, noise))
+    np.testing.assert_array_equal(frame, image)  # F = 0 renders I0 exactly
+    # Only a moving patch (and what it uncovers) may change; elsewhere F = 0 and I0 is kept.
+    patch = np.zeros_like(flow)
+    patch[:, 10:20, 20:30] = (3.0, 1.0)
+    w = np.asarray(average_motion_magnitude(patch[:, None]))
+    frame = np.asarray(_forward(trained, image, patch, w, noise))
+    changed = np.any(frame != image, axis=-1)
+    assert changed[:, 10:21, 20:33].any() and not changed[:, :8].any() and not changed[:, 23:].any()
+    assert not changed[:, :, :18].any() and not changed[:, :, 35:].any()
+
+
 def test_gradient_reaches_every_parameter(model, inputs):
     image, flow, weight, noise = inputs
     target = np.flip(image, axis=2).copy()
@@ -171,8 +226,13 @@ def test_gradient_reaches_every_parameter(model, inputs):
     def loss(m):
         return jnp.mean(jnp.abs(m(image, flow, weight, noise) - target))
 
-    grads = nnx.jit(nnx.grad(loss))(model)
-    flat = jax.tree_util.tree_flatten_with_path(grads)[0]
+    grad = nnx.jit(nnx.grad(loss))
+    # Untrained, the toRGB kernels are zero: the gradient reaches them (training starts there)
+    # and nothing upstream of them yet.
+    flat = jax.tree_util.tree_flatten_with_path(grad(model))[0]
+    assert sum(_is_to_rgb_kernel(p) and np.any(np.asarray(g) != 0) for p, g in flat) == model.num_levels
+    # Once they are not zero, the gradient reaches every parameter.
+    flat = jax.tree_util.tree_flatten_with_path(grad(_with_random_to_rgb(model)))[0]
     assert len(flat) > 50
     for path, g in flat:
         g = np.asarray(g)
@@ -182,11 +242,14 @@ def test_gradient_reaches_every_parameter(model, inputs):
 
 def test_bad_shapes_give_clear_errors(model, inputs):
     image, flow, weight, noise = inputs
-    enc = EncodedImage(tuple(jnp.zeros((2,) + s, jnp.float32) for s in [(32, 48, 4)]), jnp.zeros((2, 32)))
+    enc = EncodedImage(tuple(jnp.zeros((2,) + s, jnp.float32) for s in [(32, 48, 4)]), jnp.zeros((2, 32)),
+                       jnp.zeros((2, 32, 48, 3)))
     with pytest.raises(ValueError, match="flow must be"):
         model.warp(enc, flow[:, :16], weight)
     with pytest.raises(ValueError, match="motion_weight must be"):
         model.warp(enc, flow, weight[:, :, :8])
+    with pytest.raises(ValueError, match="flow must be"):
+        model.warp_image(enc, flow[:, :16], weight)
     with pytest.raises(ValueError, match="noise must be"):
         model.style(enc, noise[:, :5], 2)
     with pytest.raises(ValueError, match="image must be"):

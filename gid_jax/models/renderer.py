@@ -33,9 +33,31 @@ motion texture, the renderer produces ``I_t``:
    demodulates the convolution weights. From the coarsest level up, each decoder block
    concatenates the warped features ``M'_j`` of its scale with the upsampled output of the
    coarser block, applies two modulated 3x3 convolutions, and adds a modulated 1x1 "toRGB"
-   output to the upsampled RGB of the coarser block (StyleGAN2 skip generator). The result goes
-   through ``tanh``: RGB in [-1, 1]. No per-pixel noise inputs (frames of one image must not
-   flicker; our choice).
+   output to the upsampled RGB of the coarser block (StyleGAN2 skip generator). No per-pixel
+   noise inputs (frames of one image must not flicker; our choice).
+
+   **The RGB path starts at the warped image** (our choice; the paper only says the warped
+   features are decoded). ``I0`` and ``F_t`` are softmax-splatted at full resolution with the
+   same ``Z`` (`warp_image`); disocclusions (nothing landed) are filled by ``I0`` at the same
+   pixel. Call that ``B``: it is ``splat_filled`` of `gid_jax.eval.learning.renderer_metrics`.
+   The full-resolution decoder block also gets ``B`` and the splatted ``F_t`` as inputs. The
+   frame is ``clip(B + g * R, -1, 1)``: ``R`` is the sum of the upsampled toRGB outputs,
+   ``g = min(1, |F_t|)`` (pixels) where something landed and ``g = 1`` in disocclusions.
+   There is no ``tanh``, which would distort ``B``. The toRGB convolutions start at zero (their
+   kernels are zero-initialised), so an untrained renderer gives exactly ``B``, and training
+   learns a correction: resampling blur, occlusion edges and disocclusion content. The gate
+   ``g`` keeps pixels that did not move exactly as they are (where ``F_t = 0``, ``B`` is
+   exact).
+   Reason, measured with the tiny renderer after the demo's 300 training steps (64x40 pairs
+   with exact motion, 8 held-out procedural scenes, PSNR / LPIPS):
+
+   - decoding RGB from scratch (``tanh`` of the toRGB sum): 21.1 dB / 0.140
+   - softmax splatting without a network: 28.6 dB / 0.070; with holes filled by ``I0``:
+     30.5 dB / 0.037
+   - ``B`` + correction without ``g``: 30.5 dB / 0.034. The correction learned that quickly
+     also changes pixels that did not move (in our runs, rendering ``F = 0`` gave 44-46 dB
+     against ``I0``), and near-static frames lose up to 1 dB
+   - with ``g``: 31.0 dB / 0.033 (training seed 1: 30.8 dB / 0.034)
 
 Use ``encode`` once and ``synthesize`` per frame to render many frames of one image; an encoding
 of batch 1 is broadcast against a batch of N flows. ``Renderer.__call__`` does both.
@@ -221,12 +243,14 @@ class _ModulatedConv(nnx.Module):
     """StyleGAN2 modulated convolution (optionally demodulated), in the batched "scale activations"
     form: ``conv(x * s, W) * d`` equals ``conv(x, W * s)`` followed by demodulation ``d``."""
 
-    def __init__(self, cin, cout, k, style_in, *, demodulate=True, activation=True, dtype, rngs):
+    def __init__(self, cin, cout, k, style_in, *, demodulate=True, activation=True,
+                 zero_init=False, dtype, rngs):
         self.k = k
         self.demodulate = demodulate
         self.activation = activation
         self.dtype = dtype
-        init = partitioned(nnx.initializers.lecun_normal(), None, None, "conv_in", "conv_out")
+        kinit = nnx.initializers.zeros_init() if zero_init else nnx.initializers.lecun_normal()
+        init = partitioned(kinit, None, None, "conv_in", "conv_out")
         self.kernel = nnx.Param(init(rngs.params(), (k, k, cin, cout), jnp.float32))
         binit = partitioned(nnx.initializers.zeros_init(), "conv_out")
         self.bias = nnx.Param(binit(rngs.params(), (cout,), jnp.float32))
@@ -263,8 +287,11 @@ class _DecoderBlock(nnx.Module):
     def __init__(self, cin, cout, style_in, *, dtype, rngs):
         self.conv1 = _ModulatedConv(cin, cout, 3, style_in, dtype=dtype, rngs=rngs)
         self.conv2 = _ModulatedConv(cout, cout, 3, style_in, dtype=dtype, rngs=rngs)
+        # Zero-initialised: the decoder's RGB output starts as exactly 0, so the untrained
+        # renderer renders the splatted image (see `Renderer.decode`).
         self.to_rgb = _ModulatedConv(
-            cout, 3, 1, style_in, demodulate=False, activation=False, dtype=dtype, rngs=rngs
+            cout, 3, 1, style_in, demodulate=False, activation=False, zero_init=True, dtype=dtype,
+            rngs=rngs,
         )
 
     def __call__(self, x, style):
@@ -278,10 +305,12 @@ def _upsample_to(x, shape_hw):
 
 
 class EncodedImage(NamedTuple):
-    """Output of `Renderer.encode`: the feature pyramid (finest first) and the global code."""
+    """Output of `Renderer.encode`: the feature pyramid (finest first), the global code and the
+    input image itself (float32, [-1, 1]; the start of the decoder's RGB path)."""
 
     pyramid: tuple
     global_code: jax.Array
+    image: jax.Array
 
 
 class Renderer(nnx.Module):
@@ -323,8 +352,10 @@ class Renderer(nnx.Module):
         )
         blocks = []
         for j in range(self.num_levels):
-            # warped features + coverage channel, + upsampled output of the coarser block
+            # warped features + coverage channel, + upsampled output of the coarser block; the
+            # full-resolution block also sees the warped image (`warp_image`: RGB, displacement)
             cin = level_c[j] + 1 + (level_c[j + 1] if j + 1 < self.num_levels else 0)
+            cin += 5 if j == 0 else 0
             blocks.append(_DecoderBlock(cin, level_c[j], 2 * sd, dtype=dtype, rngs=rngs))
         self.decoder = nnx.List(blocks)
 
@@ -337,16 +368,11 @@ class Renderer(nnx.Module):
         levels = self.encoder(image)
         pooled = jnp.mean(levels[-1].astype(jnp.float32), axis=(1, 2))
         g = _lrelu(self.global_code(pooled.astype(self.dtype)))
-        return EncodedImage(tuple(levels), g)
+        return EncodedImage(tuple(levels), g, image.astype(jnp.float32))
 
-    def warp(self, encoded: EncodedImage, flow: jax.Array, motion_weight: jax.Array) -> list:
-        """Softmax-splat every level by ``flow`` (full-resolution pixels) with ``Z = scale * W``.
-
-        Returns the warped levels, finest first, each with one extra coverage channel (last).
-        An encoding of batch 1 is broadcast to the batch of ``flow``.
-        """
-        pyramid = encoded.pyramid
-        b0, h, w = pyramid[0].shape[:3]
+    def _flow_and_z(self, encoded: EncodedImage, flow: jax.Array, motion_weight: jax.Array):
+        """Validated float32 ``flow`` ``(B,H,W,2)`` and ``Z = splat_z_scale * W`` ``(B,H,W,1)``."""
+        b0, h, w = encoded.pyramid[0].shape[:3]
         if flow.ndim != 4 or flow.shape[1:] != (h, w, 2):
             raise ValueError(
                 f"Renderer: flow must be (B,{h},{w},2) to match the image, got {tuple(flow.shape)}"
@@ -361,11 +387,19 @@ class Renderer(nnx.Module):
         b = flow.shape[0]
         if b0 not in (1, b):
             raise ValueError(f"Renderer: encoding has batch {b0} but flow has batch {b}")
-        flow = flow.astype(jnp.float32)
-        z_full = self.splat_z_scale * motion_weight.astype(jnp.float32)
-        z_full = jnp.broadcast_to(z_full, (b, h, w, 1))
+        z = self.splat_z_scale * motion_weight.astype(jnp.float32)
+        return flow.astype(jnp.float32), jnp.broadcast_to(z, (b, h, w, 1))
+
+    def warp(self, encoded: EncodedImage, flow: jax.Array, motion_weight: jax.Array) -> list:
+        """Softmax-splat every level by ``flow`` (full-resolution pixels) with ``Z = scale * W``.
+
+        Returns the warped levels, finest first, each with one extra coverage channel (last).
+        An encoding of batch 1 is broadcast to the batch of ``flow``.
+        """
+        flow, z_full = self._flow_and_z(encoded, flow, motion_weight)
+        b = flow.shape[0]
         out = []
-        for feat in pyramid:
+        for feat in encoded.pyramid:
             feat = jnp.broadcast_to(feat, (b,) + feat.shape[1:])
             hw = feat.shape[1:3]
             ones = jnp.ones(feat.shape[:3] + (1,), feat.dtype)
@@ -374,6 +408,21 @@ class Renderer(nnx.Module):
             )
             out.append(warped)
         return out
+
+    def warp_image(
+        self, encoded: EncodedImage, flow: jax.Array, motion_weight: jax.Array
+    ) -> jax.Array:
+        """The input image and its displacement, softmax-splatted like the pyramid (same ``Z``)
+        at full resolution: ``(B,H,W,6)`` float32 = RGB in [-1, 1] with disocclusions (nothing
+        landed) filled by the input image itself, the displacement ``F_t`` of what landed (x, y
+        in pixels; 0 in disocclusions) and the coverage (last). RGB is the start of the decoder's
+        RGB path; displacement and coverage set where it may be corrected (see `decode`)."""
+        flow, z = self._flow_and_z(encoded, flow, motion_weight)
+        image = jnp.broadcast_to(encoded.image, flow.shape[:3] + (3,))
+        ones = jnp.ones(flow.shape[:3] + (1,), jnp.float32)
+        warped = softmax_splat(jnp.concatenate([image, flow, ones], axis=-1), flow, z)
+        rgb = jnp.where(warped[..., 5:] > 0, warped[..., :3], image)
+        return jnp.concatenate([rgb, warped[..., 3:]], axis=-1)
 
     def style(self, encoded: EncodedImage, noise: jax.Array, batch: int) -> jax.Array:
         """Co-modulation style ``[mapping(noise), global_code]``, ``(batch, 2*style_dim)``."""
@@ -390,25 +439,41 @@ class Renderer(nnx.Module):
         g = jnp.broadcast_to(encoded.global_code, (batch, encoded.global_code.shape[1]))
         return jnp.concatenate([wv.astype(self.dtype), g.astype(self.dtype)], axis=-1)
 
-    def decode(self, warped: Sequence[jax.Array], style: jax.Array) -> jax.Array:
-        """Co-modulated decoder over warped levels (finest first) -> RGB ``(B,H,W,3)`` float32."""
+    def decode(
+        self, warped: Sequence[jax.Array], style: jax.Array, warped_image: jax.Array
+    ) -> jax.Array:
+        """Co-modulated decoder over the warped levels (finest first) and the warped image
+        (`warp_image`) -> RGB ``(B,H,W,3)`` float32 in [-1, 1]: ``clip(rgb + g * r, -1, 1)`` with
+        ``rgb`` the warped image, ``r`` the sum of the upsampled toRGB outputs of all scales and
+        ``g = min(1, |F_t|)`` where something landed, 1 in disocclusions (see the module
+        docstring)."""
+        warped_image = warped_image.astype(jnp.float32)
+        base, moved, covered = warped_image[..., :3], warped_image[..., 3:5], warped_image[..., 5:]
         x = None
-        rgb = None
+        r = None
         for j in reversed(range(self.num_levels)):
             feat = warped[j].astype(self.dtype)
             hw = feat.shape[1:3]
             if x is not None:
                 feat = jnp.concatenate([_upsample_to(x, hw), feat], axis=-1)
+            if j == 0:
+                feat = jnp.concatenate([feat, warped_image[..., :5].astype(self.dtype)], axis=-1)
             x, y = self.decoder[j](feat, style)
-            rgb = y if rgb is None else y + _upsample_to(rgb, hw)
-        return jnp.tanh(rgb.astype(jnp.float32))
+            r = y if r is None else y + _upsample_to(r, hw)
+        # A function of the motion only (no gradient: sqrt is not differentiable at F_t = 0).
+        moved = jax.lax.stop_gradient(moved)
+        magnitude = jnp.sqrt(jnp.sum(jnp.square(moved), axis=-1, keepdims=True))
+        gate = jnp.where(covered > 0, jnp.minimum(magnitude, 1.0), 1.0)
+        return jnp.clip(base + gate * r.astype(jnp.float32), -1.0, 1.0)
 
     def synthesize(
         self, encoded: EncodedImage, flow: jax.Array, motion_weight: jax.Array, noise: jax.Array
     ) -> jax.Array:
-        """Render one frame per flow: warp the pyramid, then decode with the noise's style."""
+        """Render one frame per flow: warp the pyramid and the image, then decode with the noise's
+        style on top of the warped image."""
         warped = self.warp(encoded, flow, motion_weight)
-        return self.decode(warped, self.style(encoded, noise, flow.shape[0]))
+        warped_image = self.warp_image(encoded, flow, motion_weight)
+        return self.decode(warped, self.style(encoded, noise, flow.shape[0]), warped_image)
 
     def __call__(
         self, image: jax.Array, flow: jax.Array, motion_weight: jax.Array, noise: jax.Array

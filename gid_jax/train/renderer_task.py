@@ -10,10 +10,13 @@ horizontally together (flow x negated). Shuffle and flips are a pure function of
 iterator's checkpointed state is one integer (its stream position).
 
 Step: images to [-1, 1]; a Gaussian style vector per example drawn from the step's key (the
-renderer's `noise` input; a fresh draw every step, like CoModGAN's latent); I0's features are
-splatted by the flow and decoded to Î_t; loss = `RendererLoss` (VGG perceptual + L1, or the
+renderer's `noise` input; a fresh draw every step, like CoModGAN's latent); I0 and its features
+are splatted by the flow and decoded to Î_t (a learned correction of the splatted I0; see
+gid_jax/models/renderer.py); loss = `RendererLoss` (VGG perceptual + L1, or the
 logged fallback without VGG weights) between Î_t and I_t. Logged: `loss`, the loss terms
-(`perceptual` or `fallback`, `l1`) and `psnr` (dB, images in [0, 1]).
+(`perceptual` or `fallback`, `l1`), `psnr` (dB, images in [0, 1]) and `psnr_over_splat` (dB:
+`psnr` minus that of I0 softmax-splatted with holes filled by I0, which is what the untrained
+renderer renders; 0 at the start, positive once the learned correction helps).
 
 The model is the bare `gid_jax.models.renderer.Renderer`, so checkpoints hold only its
 parameters. The loss network (frozen VGG-16) lives in the task and enters the compiled step as
@@ -37,6 +40,12 @@ from gid_jax.train.task import compute_dtype
 log = logging.getLogger(__name__)
 
 BATCH_KEYS = ("image", "target_image", "flow", "mean_motion")
+
+
+def _psnr(pred, target):
+    """Batch-mean PSNR (dB) of images in [-1, 1], measured in [0, 1]."""
+    mse = jnp.mean(jnp.square((pred.astype(jnp.float32) - target) / 2.0), axis=(1, 2, 3))
+    return jnp.mean(-10.0 * jnp.log10(jnp.maximum(mse, 1e-10)))
 
 
 def renderer_block(config: Any):
@@ -81,11 +90,14 @@ class RendererTask:
         if weight.ndim == 3:
             weight = weight[..., None]
         noise = jax.random.normal(rng, (image.shape[0], model.style_dim), jnp.float32)
-        pred = model(image, flow, weight, noise)
+        encoded = model.encode(image)
+        pred = model.synthesize(encoded, flow, weight, noise)
         loss, terms = self.loss_module()(pred, target)
         metrics = {k: v for k, v in terms.items() if k != "total"}
-        mse = jnp.mean(jnp.square((pred.astype(jnp.float32) - target) / 2.0), axis=(1, 2, 3))
-        metrics["psnr"] = jnp.mean(-10.0 * jnp.log10(jnp.maximum(mse, 1e-10)))
+        metrics["psnr"] = _psnr(pred, target)
+        # What the untrained renderer renders: I0 softmax-splatted, holes filled by I0.
+        splat = jax.lax.stop_gradient(model.warp_image(encoded, flow, weight)[..., :3])
+        metrics["psnr_over_splat"] = metrics["psnr"] - _psnr(splat, target)
         return loss, metrics
 
     # ------------------------------------------------------------------ data
