@@ -98,9 +98,14 @@ def _check_output(path, option: str, suffixes: tuple[str, ...]) -> Path:
     return path
 
 
-def _check_checkpoint(path) -> None:
-    """The cheap part of Pipeline.load's checks, before anything heavy is imported."""
-    path = Path(path)
+def _check_checkpoint(args) -> None:
+    """The cheap part of Pipeline.load's checks, before anything heavy is imported; no
+    --checkpoint means the model shipped with the package."""
+    if args.checkpoint is None:
+        from gid_jax.pretrained import bundle_path
+
+        args.checkpoint = str(bundle_path())
+    path = Path(args.checkpoint)
     if not ((path / "pipeline.json").is_file() or (path / "manifest.json").is_file()):
         raise FileNotFoundError(f"{path}: no pipeline.json or manifest.json here (expected a pipeline "
                                 "directory from `gid quickstart` or a bundle from `gid export`)")
@@ -108,7 +113,7 @@ def _check_checkpoint(path) -> None:
 
 def _check_common_args(args) -> None:
     """What `animate` and `interact` share: the checkpoint path, --frames and the sampler."""
-    _check_checkpoint(args.checkpoint)
+    _check_checkpoint(args)
     if args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
     if args.steps is not None and args.steps < 1:
@@ -241,7 +246,8 @@ def _cmd_quickstart(args) -> None:
     from gid_jax.quickstart import quickstart
 
     report = quickstart(args.workdir, num_videos=args.num_videos, num_heldout=args.num_heldout,
-                        size=args.size, num_frames=args.frames, seed=args.seed)
+                        size=args.size, num_frames=args.frames, seed=args.seed,
+                        motion_source=args.motion_source)
     print(f"report: {report}")
 
 
@@ -321,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
         "directory (pipeline.json naming the LDM and renderer runs; `gid quickstart` writes "
         "WORKDIR/pipeline).")
     anim.add_argument("image", help="input image file")
-    anim.add_argument("--checkpoint", required=True, help="pipeline directory")
+    anim.add_argument("--checkpoint", help="pipeline directory or exported bundle (default: "
+                      "the `small` model shipped with the package)")
     anim.add_argument("--out", required=True, help="output video, .mp4 or .gif")
     anim.add_argument("--loop", action="store_true",
                       help="a seamlessly looping video (frame N wraps to frame 0; see --loop-mode)")
@@ -350,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
         "drag and release a point. With --drag x,y,dx,dy --out response.mp4: render that "
         "drag-and-release headlessly.")
     inter.add_argument("image", help="input image file")
-    inter.add_argument("--checkpoint", required=True, help="pipeline directory")
+    inter.add_argument("--checkpoint", help="pipeline directory or exported bundle (default: "
+                      "the `small` model shipped with the package)")
     inter.add_argument("--port", type=int, default=8000, help="web page port (default: 8000)")
     inter.add_argument("--open-browser", action="store_true", help="open the page in a browser")
     inter.add_argument("--drag", type=parse_drag, help="headless: x,y,dx,dy in image pixels")
@@ -382,18 +390,23 @@ def build_parser() -> argparse.ArgumentParser:
     quick = sub.add_parser(
         "quickstart", help="run the main job end to end on procedural data",
         description="The main job (what `make demo` runs), the whole method end to end at tiny "
-        "size on a CPU: synthesise procedural videos, prepare datasets (optical flow, spectral "
-        "volumes), train the VAE, LDM stages 1 and 2 and the renderer, then measure on held-out "
+        "size on a CPU: synthesise procedural videos, prepare datasets (exact or optical-flow "
+        "motion, spectral volumes), train the VAE, LDM stages 1 and 2 and the renderer, then measure on held-out "
         "scenes whether the motion prior learned (localisation AUC, amplitude ratio, spectrum, "
         "image dependence, seed diversity, renderer vs plain splatting; each beside an untrained "
         "model, zero motion, a fixed map and the truth), animate them, and write "
         "WORKDIR/report/report.md. Finished steps are reused on re-runs.")
     quick.add_argument("--workdir", required=True, help="directory for videos and the report")
-    quick.add_argument("--num-videos", type=int, default=60, help="training videos (default: 60)")
+    quick.add_argument("--num-videos", type=int, default=160, help="training videos (default: 160)")
     quick.add_argument("--num-heldout", type=int, default=8,
                        help="held-out scenes to measure on (default: 8)")
     quick.add_argument("--size", type=parse_size, default=(64, 40), help="WIDTHxHEIGHT (default: 64x40)")
-    quick.add_argument("--frames", type=int, default=40, help="frames per video (default: 40)")
+    quick.add_argument("--frames", type=int, default=30,
+                       help="frames per video (default: 30, one period T of the tiny models)")
+    quick.add_argument("--motion-source", choices=("ground_truth", "flow"), default="ground_truth",
+                       help="training motion: the generator's exact trajectories (default; at "
+                       "64x40 the motion is sub-pixel and optical flow mostly measures noise) or "
+                       "optical flow as in the paper")
     quick.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     quick.set_defaults(run=_cmd_quickstart)
     return parser

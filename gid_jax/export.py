@@ -193,8 +193,11 @@ def _jaxlib_version() -> str:
 
 
 def export_bundle(workdir: str | os.PathLike, out: str | os.PathLike, *, chunk_frames: int = 16,
-                  platforms: tuple[str, ...] | None = None, overwrite: bool = False) -> Path:
-    """Writes the inference bundle of the pipeline directory `workdir` to `out` (see module doc)."""
+                  platforms: tuple[str, ...] | None = None, overwrite: bool = False,
+                  provenance: dict | None = None) -> Path:
+    """Writes the inference bundle of the pipeline directory `workdir` to `out` (see module doc).
+    `provenance` (JSON-able: how the model was made, e.g. commit, data recipe, metrics) is
+    stored in the manifest under that key."""
     from gid_jax.pipeline import PIPELINE_FILE, Pipeline
 
     workdir, out = Path(workdir), Path(out)
@@ -273,6 +276,8 @@ def export_bundle(workdir: str | os.PathLike, out: str | os.PathLike, *, chunk_f
                 s.num_steps, s.solver_options()[2])],
             "num_train_steps": int(pipe.schedule.num_steps),
             "exported": exported_info, "files": files}
+        if provenance is not None:
+            manifest["provenance"] = provenance
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         _replace_dir(tmp, out)
     except BaseException:

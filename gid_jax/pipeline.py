@@ -154,23 +154,39 @@ class Pipeline:
             ldm_dir, renderer_dir = (path / spec[key] for key in ("ldm", "renderer"))
         except (KeyError, TypeError, json.JSONDecodeError) as err:
             raise ValueError(f"{spec_path}: invalid pipeline file ({err})") from None
+        return cls.from_runs(ldm_dir, renderer_dir, where=spec_path, **spec.get("sampler", {}))
+
+    @classmethod
+    def from_runs(cls, ldm_workdir, renderer_workdir=None, *, where=None, **sampler) -> "Pipeline":
+        """From training runs directly: an LDM run (stage 1 or 2) and optionally a renderer run
+        (without one, only the motion methods work). `sampler`: `SamplerSettings` fields."""
+        ldm_dir = Path(ldm_workdir)
         ldm_cfg = _run_config(ldm_dir)
         try:
             settings = SamplerSettings(**{"period": int(ldm_cfg.model.get("period", motion.NUM_FRAMES)),
                                           "fps": float(ldm_cfg.model.get("fps", 30.0)),
-                                          **spec.get("sampler", {})}).validate()
+                                          **sampler}).validate()
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{spec_path}: invalid sampler settings ({err})") from None
-        renderer_cfg = _run_config(renderer_dir)
+            raise ValueError(f"{where or ldm_dir}: invalid sampler settings ({err})") from None
+        renderer_cfg = None if renderer_workdir is None else _run_config(Path(renderer_workdir))
         from gid_jax.train.checkpoint import restore_model  # Orbax only: no CLU or TensorFlow
         # Shapes only, then every array from the checkpoint: a random initialisation would
         # cost ~50 s of op-by-op compilation on a CPU just to be overwritten.
         ldm = _abstract(lambda: MotionLDM(ldm_cfg.model, num_freqs=int(ldm_cfg.model.num_freqs),
                                           stage=int(ldm_cfg.stage), rngs=nnx.Rngs(0)))
         restore_model(ldm_dir, ldm)
-        renderer = _abstract(lambda: Renderer(renderer_cfg.model, rngs=nnx.Rngs(0)))
-        restore_model(renderer_dir, renderer)
+        renderer = None
+        if renderer_cfg is not None:
+            renderer = _abstract(lambda: Renderer(renderer_cfg.model, rngs=nnx.Rngs(0)))
+            restore_model(Path(renderer_workdir), renderer)
         return cls(ldm, renderer, tuple(ldm_cfg.model.image_size), noise_schedule(ldm_cfg), settings)
+
+    @classmethod
+    def pretrained(cls, name: str = "small") -> "Pipeline":
+        """The model shipped inside the package (`gid_jax/pretrained/NAME`, an exported bundle)."""
+        from gid_jax.pretrained import bundle_path
+
+        return cls.load(bundle_path(name))
 
     @staticmethod
     def write_spec(directory: str | os.PathLike, ldm_workdir, renderer_workdir, **sampler) -> Path:
@@ -255,6 +271,9 @@ class Pipeline:
         `motion_weight` W `(H, W)` (the softmax-splat depth proxy, default mean_t |F_t| of the
         given trajectories); one style noise for the whole video keeps frames consistent.
         """
+        if self.renderer is None:
+            raise ValueError("this pipeline holds a motion prior only (Pipeline.from_runs without a "
+                             "renderer run); it can predict motion but not render frames")
         # host-side numpy around the one compiled renderer call: each eager jnp op would be
         # compiled on its own (a tenth of a second apiece on a CPU)
         image = self.prepare_image(image)[None] * 2.0 - 1.0
