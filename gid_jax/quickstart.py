@@ -67,7 +67,7 @@ def quickstart(workdir, num_videos: int = 160, num_heldout: int = 8, size=(64, 4
     heldout = synthesize(workdir / "heldout", num_heldout, size=size, num_frames=num_frames,
                          fps=fps, seed=seed + 1000)
 
-    _step(f"2/5 prepare: optical flow → spectral volumes → datasets in {data}")
+    _step(f"2/5 prepare: {motion_source.replace('_', ' ')} motion → spectral volumes → datasets in {data}")
     prepare(workdir / "videos", data,
             load_config("configs/prepare.py:tiny", [f"--config.motion_source={motion_source}"]))
 
