@@ -431,9 +431,8 @@ def ground_truth_trajectories(path: str, settings: dict) -> np.ndarray:
     """The exact trajectories `(N, H, W, 2)` of a procedural clip (its `.npz`), from frame 0,
     resized and centre-cropped exactly like its frames (`video_io.load_clip`), displacements
     scaled with the image."""
-    import cv2
-
     from data_pipelines.synth import load_ground_truth
+    from data_pipelines.video_io import _cover_crop, cover_size
 
     npz = Path(path).with_suffix(".npz")
     truth = load_ground_truth(npz)
@@ -441,17 +440,13 @@ def ground_truth_trajectories(path: str, settings: dict) -> np.ndarray:
         raise ValueError(f"{npz}: exact motion is at {float(truth['fps']):g} fps, but the clips are "
                          f"resampled to {settings['fps']:g} fps; use motion_source='flow'")
     traj = np.asarray(truth["trajectories"], np.float32)
-    out_w, out_h = settings["width"], settings["height"]
+    size = (settings["width"], settings["height"])
     h, w = traj.shape[1:3]
-    if (w, h) == (out_w, out_h):
+    if (w, h) == size:
         return traj
-    scale = max(out_w / w, out_h / h)
-    new_w, new_h = max(out_w, int(round(w * scale))), max(out_h, int(round(h * scale)))
-    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_CUBIC
-    x0, y0 = (new_w - out_w) // 2, (new_h - out_h) // 2
-    resized = np.stack([cv2.resize(f, (new_w, new_h), interpolation=interp) for f in traj])
-    resized *= np.array([new_w / w, new_h / h], np.float32)
-    return np.ascontiguousarray(resized[:, y0:y0 + out_h, x0:x0 + out_w])
+    new_w, new_h = cover_size(w, h, size)
+    resized = np.stack([_cover_crop(f, size) for f in traj])
+    return resized * np.array([new_w / w, new_h / h], np.float32)
 
 
 def mean_motion(traj: np.ndarray) -> np.ndarray:

@@ -292,17 +292,22 @@ def _to_float(frame: np.ndarray) -> np.ndarray:
     return np.clip(frame.astype(np.float32), 0.0, 1.0)
 
 
+def cover_size(w: int, h: int, size: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) a (w, h) frame is scaled to (aspect kept) so that it covers `size`=(W, H)."""
+    out_w, out_h = size
+    scale = max(out_w / w, out_h / h)
+    return max(out_w, int(round(w * scale))), max(out_h, int(round(h * scale)))
+
+
 def _cover_crop(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Scales `frame` (aspect kept) so it covers `size`=(W, H), then centre-crops to it."""
     out_w, out_h = size
     h, w = frame.shape[:2]
     if (w, h) == (out_w, out_h):
         return frame
-    scale = max(out_w / w, out_h / h)
-    new_w = max(out_w, int(round(w * scale)))
-    new_h = max(out_h, int(round(h * scale)))
+    new_w, new_h = cover_size(w, h, size)
     if (new_w, new_h) != (w, h):
-        interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_CUBIC
+        interp = cv2.INTER_AREA if max(out_w / w, out_h / h) < 1.0 else cv2.INTER_CUBIC
         frame = cv2.resize(frame, (new_w, new_h), interpolation=interp)
     x0, y0 = (new_w - out_w) // 2, (new_h - out_h) // 2
     return np.ascontiguousarray(frame[y0:y0 + out_h, x0:x0 + out_w])

@@ -22,7 +22,8 @@ from gid_jax.pretrained import DEFAULT_MODEL, _ROOT
 
 MAX_BUNDLE_MB = 25.0
 
-# The demo's recipe, for longer (per-stage `--config.x=y` overrides of the `tiny` configs).
+# The shipped model's recipe: for now the demo's data and schedule (`training` = per-stage
+# `--config.x=y` overrides of the `tiny` configs; lengthen it for a longer run).
 SMALL = {
     "data": {"num_videos": 160, "num_heldout": 8, "size": [64, 40], "num_frames": 30, "seed": 0,
              "motion_source": "ground_truth"},
