@@ -8,7 +8,8 @@ Endpoints (all coordinates in image pixels, x right, y down):
 =========================  ======================================================================
 ``GET  /``                 the page (``static/index.html`` + ``static/app.js``, plain JS)
 ``GET  /image.png``        the still image
-``GET  /state``            JSON: ``width, height, fps, frame_index, motion, rest_threshold, ...``
+``GET  /state``            JSON: ``width, height, fps, frame_index, motion, rest_threshold,
+                           renderer`` ("learned renderer" or "splat preview"), ``max_drag, ...``
 ``POST /drag``             JSON ``{"x", "y", "dx", "dy"}``: drag ``(x, y)`` by ``(dx, dy)``, release
 ``GET  /frames?n=K``       the next K frames (1 <= K <= ``max_frames``) as ONE image: the frames
                            stacked top to bottom, each padded to ``X-Frame-Stride`` rows (a multiple
@@ -18,16 +19,28 @@ Endpoints (all coordinates in image pixels, x right, y down):
                            after these frames; the page stops when it drops below
                            ``rest_threshold``), ``X-Render-Ms`` (server time per frame)
 ``POST /reset``            back to rest
-``POST /telemetry``        JSON object from the page (canvas checksums, fps, errors); kept in
-                           ``server.telemetry`` (tests and debugging read it)
+``POST /telemetry``        JSON object from the page (canvas checksums, fps, errors), or a list of
+                           them; kept in ``server.telemetry`` (tests, benchmarks and debugging)
 =========================  ======================================================================
 
 Frames are delivered in batches because one HTTP round trip per frame costs about as much as
 rendering it; the page keeps a few frames queued and plays them at ``fps`` with
 requestAnimationFrame. Bad requests get a 4xx answer with a one-line reason (JSON
-``{"error": ...}``, or a small HTML page when a browser asks for HTML). Requests whose ``Host``
-header is not this server's loopback address, and POSTs from another ``Origin``, are refused with
-403 (guards against DNS rebinding and cross-site requests from other pages open in the browser).
+``{"error": ...}``, or a small HTML page when a browser asks for HTML).
+
+The page has no authentication, so the server trusts only its own page and bounds what any
+client can hold:
+
+* ``Host`` must be this server's loopback address (against DNS rebinding), else 403;
+* requests that change anything (every POST, and ``GET /frames``, which advances the simulation)
+  are refused with 403 when the browser says another page sent them: an ``Origin`` other than
+  this server's, or a ``Sec-Fetch-Site`` other than ``same-origin`` / ``none``;
+* `gid_jax.interact.guard`: line and headers within ``header_timeout`` seconds (idle
+  keep-alive connections close too), a body within ``body_timeout``, ``max_connections`` at
+  once (503 past that), bodies of one ``Content-Length`` up to 64 KiB read in full or the
+  connection closed, strict JSON with finite numbers (else 400);
+* an internal error answers 500 without its details (they go to stderr); ``/telemetry`` keeps
+  at most ``max_telemetry_bytes`` (and 10,000 records), dropping the oldest.
 """
 
 from __future__ import annotations
@@ -37,42 +50,35 @@ import collections
 import html
 import json
 import math
-import socket
+import re
 import sys
 import threading
 import time
 import webbrowser
 import weakref
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import cv2
 import numpy as np
 
+from gid_jax.interact.guard import (BadRequest, GuardedHandler, GuardedServer, finite_number,
+                                    parse_json, short)
 from gid_jax.interact.session import InteractiveSession
 
 __all__ = ["InteractServer", "serve", "run_forever", "encode_frames"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
-MAX_BODY_BYTES = 64 * 1024
 MAX_SPRITE_ROWS = 16384          # keep one response image well inside decoder limits
+MAX_TELEMETRY_RECORDS = 10000
+SAME_SITE_FETCHES = ("same-origin", "none")   # Sec-Fetch-Site of the page itself / a typed URL
 STATIC_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
 }
-
-
-class BadRequest(Exception):
-    """A client error: answered with ``status`` and the message, never a traceback."""
-
-    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST, headers=None):
-        super().__init__(message)
-        self.status = status
-        self.headers = headers or {}
 
 
 def frame_stride(height: int) -> int:
@@ -99,28 +105,37 @@ def encode_frames(frames: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> t
     return buf.tobytes(), stride
 
 
-class InteractServer(ThreadingHTTPServer):
-    """The HTTP server; ``session``, ``telemetry`` and settings live here for the handlers."""
+class InteractServer(GuardedServer):
+    """The HTTP server; ``session``, ``telemetry``, settings and limits live here.
 
-    daemon_threads = True
-    allow_reuse_address = True
+    Limits (seconds, counts, bytes): ``header_timeout`` for a request's line and headers (counted
+    from the connection's start or the previous answer, so it also closes idle connections),
+    ``body_timeout`` for its body, ``max_connections`` served at once (one thread each), and
+    ``max_telemetry_bytes`` of telemetry kept.
+    """
 
     def __init__(self, address, session: InteractiveSession, *, rest_threshold: float = 0.1,
-                 max_frames: int = 30, jpeg_quality: int = 90, verbose: bool = False):
+                 max_frames: int = 30, jpeg_quality: int = 90, verbose: bool = False,
+                 header_timeout: float = 10.0, body_timeout: float = 10.0,
+                 max_connections: int = 32, max_telemetry_bytes: int = 1 << 20):
+        if not max_telemetry_bytes >= 0:
+            raise ValueError(f"need max_telemetry_bytes >= 0, got {max_telemetry_bytes}")
         self.session = session
         self.rest_threshold = float(rest_threshold)
         self.max_frames = max(1, min(int(max_frames), MAX_SPRITE_ROWS // frame_stride(session.height)))
         self.jpeg_quality = int(jpeg_quality)
         self.verbose = verbose
-        self.telemetry: collections.deque = collections.deque(maxlen=10000)
+        self.max_telemetry_bytes = int(max_telemetry_bytes)
+        self.telemetry: collections.deque = collections.deque()
+        self.telemetry_bytes = 0
+        self._telemetry_sizes: collections.deque = collections.deque()
         self.telemetry_event = threading.Condition()
         ok, png = cv2.imencode(".png", (np.clip(session.image, 0, 1) * 255 + 0.5)
                                .astype(np.uint8)[..., ::-1])
         self.image_png = png.tobytes()
         self._static_cache: dict[str, bytes] = {}
-        self._connections: dict = {}
-        self._conn_lock = threading.Lock()
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, header_timeout=header_timeout,
+                         body_timeout=body_timeout, max_connections=max_connections)
         self.allowed_hosts = {f"{h}:{self.server_port}" for h in LOOPBACK_HOSTS}
         self.allowed_origins = {f"http://{h}" for h in self.allowed_hosts}
 
@@ -135,61 +150,42 @@ class InteractServer(ThreadingHTTPServer):
 
     def state(self) -> dict:
         s = self.session
+        motion = s.motion()
         return {
             "width": s.width, "height": s.height, "fps": s.fps, "num_freqs": s.num_freqs,
             "alpha": s.alpha, "beta": s.beta, "frame_index": s.frame_index,
-            "motion": s.motion(), "rest_threshold": self.rest_threshold,
-            "max_frames": self.max_frames, "last_drag": s.last_drag,
+            "motion": motion if math.isfinite(motion) else None,
+            "rest_threshold": self.rest_threshold, "max_frames": self.max_frames,
+            "last_drag": s.last_drag, "renderer": s.renderer_name, "max_drag": s.max_drag,
         }
 
-    # Handler threads are daemons (an open browser tab keeps a keep-alive connection forever),
-    # so server_close() closes their connections and waits for them: no thread may still be
-    # inside JAX when the interpreter exits (that aborts the process).
-    def _register(self, sock, thread) -> None:
-        with self._conn_lock:
-            self._connections[sock] = thread
+    # -- telemetry, bounded in bytes -----------------------------------------------------------
 
-    def _unregister(self, sock) -> None:
-        with self._conn_lock:
-            self._connections.pop(sock, None)
-
-    def server_close(self) -> None:
-        super().server_close()
-        with self._conn_lock:
-            connections = list(self._connections.items())
-        for sock, _ in connections:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        deadline = time.monotonic() + 10.0
-        for _, thread in connections:
-            if thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
-
-    def add_telemetry(self, record) -> None:
+    def add_telemetry(self, record, size: int | None = None) -> None:
+        """Keep ``record`` (``size``: its JSON bytes); the oldest go past the byte/count caps."""
+        size = len(json.dumps(record)) if size is None else int(size)
         with self.telemetry_event:
             self.telemetry.append(record)
+            self._telemetry_sizes.append(size)
+            self.telemetry_bytes += size
+            while self.telemetry and (self.telemetry_bytes > self.max_telemetry_bytes
+                                      or len(self.telemetry) > MAX_TELEMETRY_RECORDS):
+                self.telemetry.popleft()
+                self.telemetry_bytes -= self._telemetry_sizes.popleft()
             self.telemetry_event.notify_all()
 
+    def telemetry_records(self) -> list:
+        """A copy of the telemetry kept so far (safe while the page keeps posting)."""
+        with self.telemetry_event:
+            return list(self.telemetry)
 
-class _Handler(BaseHTTPRequestHandler):
+
+class _Handler(GuardedHandler):
     server: InteractServer
     server_version = "gid-interact/1.0"
-    protocol_version = "HTTP/1.1"  # keep-alive: the page's frame requests reuse one connection
     disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms stalls
 
     # -- plumbing ----------------------------------------------------------------------------
-
-    def setup(self):
-        super().setup()
-        self.server._register(self.request, threading.current_thread())
-
-    def finish(self):
-        try:
-            super().finish()
-        finally:
-            self.server._unregister(self.request)
 
     def log_message(self, format, *args):  # noqa: A002 (stdlib signature)
         if self.server.verbose:
@@ -201,6 +197,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         for k, v in (headers or {}).items():
             self.send_header(k, str(v))
         self.end_headers()
@@ -208,9 +206,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, obj, status=HTTPStatus.OK):
-        self._send(status, json.dumps(obj).encode(), "application/json")
+        self._send(status, json.dumps(obj, allow_nan=False).encode(), "application/json")
 
     def _error(self, status: HTTPStatus, message: str, headers=None):
+        self.refuse_unread_body()
         if "text/html" in self.headers.get("Accept", "") and self.command in ("GET", "HEAD"):
             title = f"{status.value} {status.phrase}"
             body = (f"<!doctype html><meta charset=utf-8><title>{title}</title>"
@@ -221,56 +220,46 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.dumps({"error": message, "status": status.value}).encode()
             self._send(status, body, "application/json", headers)
 
-    def _check_origin(self, post: bool):
-        host = self.headers.get("Host", "")
-        if host not in self.server.allowed_hosts:
-            raise BadRequest(f"Host {host!r} not served here: open {self.server.url}",
-                             HTTPStatus.FORBIDDEN)
-        origin = self.headers.get("Origin")
-        if post and origin is not None and origin not in self.server.allowed_origins:
-            raise BadRequest(f"requests from origin {origin!r} are not accepted",
-                             HTTPStatus.FORBIDDEN)
-
-    def _body_json(self):
-        length = self.headers.get("Content-Length")
-        if length is None:
-            raise BadRequest("missing Content-Length", HTTPStatus.LENGTH_REQUIRED)
-        try:
-            length = int(length)
-        except ValueError:
-            raise BadRequest(f"bad Content-Length {length!r}") from None
-        if length < 0 or length > MAX_BODY_BYTES:
-            raise BadRequest(f"body of {length} bytes is too large (at most {MAX_BODY_BYTES})",
-                             HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-        raw = self.rfile.read(length)
-        try:
-            return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise BadRequest(f"body is not valid JSON: {e}") from None
+    def _check_origin(self, changes_state: bool):
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) != 1 or hosts[0] not in self.server.allowed_hosts:
+            raise BadRequest(f"Host {short(', '.join(hosts), 80)} not served here: open "
+                             f"{self.server.url}", HTTPStatus.FORBIDDEN)
+        if not changes_state:
+            return
+        for origin in self.headers.get_all("Origin") or []:
+            if origin not in self.server.allowed_origins:
+                raise BadRequest(f"requests from origin {short(origin, 80)} are not accepted",
+                                 HTTPStatus.FORBIDDEN)
+        site = self.headers.get("Sec-Fetch-Site")
+        if site is not None and site not in SAME_SITE_FETCHES:
+            raise BadRequest(f"{short(site)} requests are not accepted: use the page at "
+                             f"{self.server.url}", HTTPStatus.FORBIDDEN)
 
     def _dispatch(self, routes: dict):
+        path = urlsplit(self.path).path
         try:
-            self._check_origin(post=self.command == "POST")
-            parts = urlsplit(self.path)
-            handler = routes.get(parts.path)
+            self._check_origin(self.command not in ("GET", "HEAD") or path == "/frames")
+            self.body = self.read_body()
+            handler = routes.get(path)
             if handler is None:
-                if parts.path in _ALL_GET or parts.path in _POST_ROUTES:
-                    allow = ("POST" if parts.path in _POST_ROUTES
-                             else "GET" if parts.path == "/frames" else "GET, HEAD")
-                    raise BadRequest(f"{self.command} is not allowed on {parts.path} (use {allow})",
+                if path in _ALL_GET or path in _POST_ROUTES:
+                    allow = ("POST" if path in _POST_ROUTES
+                             else "GET" if path == "/frames" else "GET, HEAD")
+                    raise BadRequest(f"{self.command} is not allowed on {path} (use {allow})",
                                      HTTPStatus.METHOD_NOT_ALLOWED, {"Allow": allow})
-                raise BadRequest(f"no such page: {parts.path}", HTTPStatus.NOT_FOUND)
-            handler(self, parse_qs(parts.query, keep_blank_values=True))
+                raise BadRequest(f"no such page: {short(path, 200)}", HTTPStatus.NOT_FOUND)
+            handler(self, parse_qs(urlsplit(self.path).query, keep_blank_values=True))
         except BadRequest as e:
-            if self.command == "POST":
-                self.close_connection = True  # the body may not have been read
             self._error(e.status, str(e), e.headers)
-        except (BrokenPipeError, ConnectionResetError):
+        except (ConnectionError, TimeoutError):
             self.close_connection = True
-        except Exception as e:  # noqa: BLE001 - report, keep serving
-            print(f"gid interact: error serving {self.command} {self.path}: "
+        except Exception as e:  # noqa: BLE001 - log it, answer without internals, keep serving
+            print(f"gid interact: error serving {self.command} {short(path, 200)}: "
                   f"{type(e).__name__}: {e}", file=sys.stderr)
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(e).__name__}: {e}")
+            self.close_connection = True
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR,
+                        "internal server error (details in the server's log)")
 
     def do_GET(self):
         self._dispatch(_ALL_GET)
@@ -304,15 +293,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _frames(self, query):
         srv = self.server
         n_raw = query.get("n", ["1"])[-1]
-        try:
-            n = int(n_raw)
-        except ValueError:
-            raise BadRequest(f"n must be an integer number of frames, got {n_raw!r}") from None
+        if not re.fullmatch(r"[0-9]{1,6}", n_raw.strip()):
+            raise BadRequest(f"n must be an integer number of frames, got {short(n_raw)}")
+        n = int(n_raw)
         if not 1 <= n <= srv.max_frames:
             raise BadRequest(f"n must be between 1 and {srv.max_frames}, got {n}")
         fmt = query.get("format", ["jpeg"])[-1].lower()
         if fmt not in ("jpeg", "jpg", "png"):
-            raise BadRequest(f"format must be jpeg or png, got {fmt!r}")
+            raise BadRequest(f"format must be jpeg or png, got {short(fmt)}")
         session = srv.session
         with session._lock:  # the frames, their index and the motion after them belong together
             first = session.frame_index
@@ -328,37 +316,28 @@ class _Handler(BaseHTTPRequestHandler):
         })
 
     def _drag(self, query):
-        body = self._body_json()
+        body = parse_json(self.body)
         if not isinstance(body, dict):
             raise BadRequest('body must be a JSON object {"x":…, "y":…, "dx":…, "dy":…}')
-        values = {}
-        for key in ("x", "y", "dx", "dy"):
-            if key not in body:
-                raise BadRequest(f'missing "{key}": expected {{"x", "y", "dx", "dy"}} in image pixels')
-            v = body[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise BadRequest(f'"{key}" must be a finite number, got {v!r}')
-            values[key] = float(v)
+        x, y, dx, dy = (finite_number(body, key) for key in ("x", "y", "dx", "dy"))
         try:
-            self.server.session.drag((values["x"], values["y"]), (values["dx"], values["dy"]))
+            self.server.session.drag((x, y), (dx, dy))
         except ValueError as e:
             raise BadRequest(str(e)) from None
         self._json(self.server.state())
 
     def _reset(self, query):
-        length = int(self.headers.get("Content-Length", "0") or 0)
-        if 0 < length <= MAX_BODY_BYTES:
-            self.rfile.read(length)
-        self.server.session.reset()
+        self.server.session.reset()   # the body (if any) was read and is ignored
         self._json(self.server.state())
 
     def _telemetry(self, query):
-        body = self._body_json()
+        body = parse_json(self.body)
         records = body if isinstance(body, list) else [body]
         if not all(isinstance(r, dict) for r in records):
             raise BadRequest("telemetry must be a JSON object or a list of objects")
+        share = len(self.body) // max(1, len(records)) + 1   # the body's bytes, split evenly
         for r in records:
-            self.server.add_telemetry(r)
+            self.server.add_telemetry(r, share)
         self._send(HTTPStatus.NO_CONTENT, b"", "text/plain")
 
 
@@ -397,7 +376,8 @@ def serve(session: InteractiveSession, host: str = "127.0.0.1", port: int = 0,
 
     Only loopback is served: ``host`` must be ``127.0.0.1`` (or ``localhost``). ``port=0`` picks
     a free port. ``settings`` go to `InteractServer` (``rest_threshold`` in pixels, ``max_frames``
-    per request, ``jpeg_quality``, ``verbose``). Stop with ``server.shutdown();
+    per request, ``jpeg_quality``, ``verbose``, and the limits ``header_timeout``,
+    ``body_timeout``, ``max_connections``, ``max_telemetry_bytes``). Stop with ``server.shutdown();
     server.server_close()``. ``warmup`` compiles the render path before the first request.
     """
     if host not in LOOPBACK_HOSTS:

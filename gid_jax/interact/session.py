@@ -48,6 +48,7 @@ from gid_jax.motion.spectral import NUM_FRAMES, amplitude
 __all__ = ["InteractiveSession", "SplatRenderer", "render_drag_response", "write_drag_response"]
 
 RenderFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+MAX_DRAG_IMAGE_SIZES = 4.0   # a drag may be this many image sizes long: more is a bad request
 
 
 # ----------------------------------------------------------------------------- jitted kernels
@@ -132,11 +133,13 @@ class InteractiveSession:
       fps: frames per second of the simulation (δt = 1/fps) and of the frames served.
       alpha, beta: Rayleigh damping, γ_k = alpha + beta ω_k² (paper: 0.4, 0.08).
       period: clip length (frames) the K bins of ``sv`` refer to: ω_k = 2π k fps / period.
+      renderer_name: the render mode the page shows; default "splat preview" without
+        ``render_fn``, else "learned renderer" (`gid interact` plugs in the trained renderer).
     """
 
     def __init__(self, image, sv, render_fn: Optional[RenderFn] = None, fps: float = 30.0,
                  alpha: float = DAMPING_ALPHA, beta: float = DAMPING_BETA,
-                 period: int = NUM_FRAMES):
+                 period: int = NUM_FRAMES, renderer_name: Optional[str] = None):
         image = np.asarray(image, np.float32)
         sv = np.asarray(sv, np.float32)
         if image.ndim != 3 or image.shape[-1] != 3:
@@ -169,6 +172,10 @@ class InteractiveSession:
         self._default_render = render_fn is None
         self._splat = SplatRenderer(sv) if render_fn is None else None
         self.render_fn: RenderFn = render_fn if render_fn is not None else self._splat
+        self.renderer_name = renderer_name or ("splat preview" if render_fn is None
+                                               else "learned renderer")
+        # longer drags are refused: far past the image they only overflow the modal state
+        self.max_drag = MAX_DRAG_IMAGE_SIZES * max(self.width, self.height)
         self._lock = threading.RLock()
         self.reset()
 
@@ -189,7 +196,13 @@ class InteractiveSession:
         if not (0 <= round(x) < self.width and 0 <= round(y) < self.height):
             raise ValueError(f"drag point ({x:g}, {y:g}) lies outside the "
                              f"{self.width}x{self.height} image")
-        q0 = initial_modal_state(self.sv, (x, y), (dx, dy))
+        if np.hypot(dx, dy) > self.max_drag:
+            raise ValueError(f"drag ({dx:g}, {dy:g}) is longer than {self.max_drag:g} pixels "
+                             f"({MAX_DRAG_IMAGE_SIZES:g} times the image size)")
+        q0 = np.asarray(initial_modal_state(self.sv, (x, y), (dx, dy)))
+        if not np.all(np.isfinite(q0)):   # never keep a state that renders NaN frames
+            raise ValueError(f"drag ({dx:g}, {dy:g}) at ({x:g}, {y:g}) gives a non-finite "
+                             "modal state")
         with self._lock:
             self.q = jnp.asarray(q0, jnp.complex64)
             self.v = jnp.zeros_like(self.q)

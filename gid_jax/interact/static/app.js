@@ -6,21 +6,28 @@
 //  * on release POSTs /drag {x, y, dx, dy} (image pixels), then fetches frames in small batches
 //    (GET /frames?n=K: one image with the K frames stacked, rows per frame in X-Frame-Stride),
 //    keeps a few queued and plays them at the scene's fps with requestAnimationFrame;
-//  * stops when the server reports less than rest_threshold pixels of motion left (X-Motion).
+//  * stops when the server reports less than rest_threshold pixels of motion left (X-Motion);
+//  * shows the frame rate actually displayed ("12.3 fps", frames drawn over each second of
+//    animation; the last value stays, dimmed, at rest) and the render mode in the corner.
 // Query options: ?autodrag=x,y,dx,dy performs a scripted drag once loaded (synthetic pointer
-// events through the same handlers); ?telemetry=1 (implied by autodrag) POSTs canvas checksums,
-// fps and errors to /telemetry. Plain JS, no dependencies.
+// events through the same handlers), &repeat=N drags again each time the scene comes to rest,
+// N more times; ?telemetry=1 (implied by autodrag) POSTs canvas checksums, fps and errors to
+// /telemetry, ?telemetry=fps the same without the per-frame canvas checksums (benchmarks).
+// Plain JS, no dependencies.
 (function () {
   'use strict';
 
   const params = new URLSearchParams(location.search);
   const telemetryOn = params.has('telemetry') || params.has('autodrag');
+  const checksumsOn = telemetryOn && params.get('telemetry') !== 'fps';
   const stage = document.getElementById('stage');
   const view = document.getElementById('view');
   const overlay = document.getElementById('overlay');
-  const ctx = view.getContext('2d', { willReadFrequently: telemetryOn });
+  const ctx = view.getContext('2d', { willReadFrequently: checksumsOn });
   const octx = overlay.getContext('2d');
+  const hudEl = document.getElementById('hud');
   const fpsEl = document.getElementById('fps');
+  const modeEl = document.getElementById('mode');
   const statusEl = document.getElementById('status');
   const errorEl = document.getElementById('error');
 
@@ -35,10 +42,15 @@
   let batch = 3;          // frames per request, adapted to the measured round trip
   let renderMs = 0;
   let drag = null;        // {x0, y0, x1, y1} in image pixels while the pointer is down
-  const drawTimes = [];
   let telemetryBuf = [];
   let telemetryTimer = null;
   let framesDrawn = 0;
+  let fpsStart = null;    // when the frame that opened the current ~1 s fps window was drawn
+  let fpsFrames = 0;      // frames drawn since then
+  let fpsValue = 0;       // the last frame rate shown
+  let fpsShown = false;   // a full window was shown during this animation
+  let autodragSpec = null;
+  let autodragLeft = Math.max(0, parseInt(params.get('repeat') || '0', 10) || 0);
 
   // ---------------------------------------------------------------- helpers
 
@@ -154,7 +166,7 @@
 
   function drawStill() {
     ctx.drawImage(still, 0, 0);
-    if (telemetryOn) report({ kind: 'still', checksum: canvasChecksum() });
+    if (checksumsOn) report({ kind: 'still', checksum: canvasChecksum() });
   }
 
   // ---------------------------------------------------------------- animation
@@ -164,16 +176,29 @@
     queue = [];
   }
 
+  // Frame rate = frames drawn after the frame that opened the window / the window's length,
+  // shown once the window spans a second; at rest a shorter last window is shown only when
+  // the whole animation was shorter than a second.
   function countFrame(now) {
-    drawTimes.push(now);
-    while (drawTimes.length && now - drawTimes[0] > 1000) drawTimes.shift();
+    if (fpsStart === null) { fpsStart = now; fpsFrames = 0; } else { fpsFrames++; }
   }
 
-  function updateFps(now) {
-    while (drawTimes.length && now - drawTimes[0] > 1000) drawTimes.shift();
-    const fps = animating ? drawTimes.length : 0;
-    fpsEl.textContent = fps + ' fps' + (renderMs ? ' · ' + renderMs.toFixed(1) + ' ms/frame' : '');
-    return fps;
+  function updateFps(now, atRest) {
+    const elapsed = fpsStart === null ? 0 : now - fpsStart;
+    if (elapsed >= 1000 || (atRest && !fpsShown && fpsFrames > 0)) {
+      fpsValue = fpsFrames * 1000 / elapsed;
+      fpsShown = fpsShown || elapsed >= 1000;
+      fpsEl.textContent = fpsValue.toFixed(1) + ' fps';
+      hudEl.title = 'frames displayed per second (' + fpsFrames + ' frames in ' +
+                    (elapsed / 1000).toFixed(2) + ' s); server: ' + renderMs.toFixed(1) + ' ms/frame';
+      report({ kind: 'fps', fps: fpsValue, frames: fpsFrames, ms: Math.round(elapsed),
+               full: elapsed >= 1000, label: fpsEl.textContent, renderer: info.renderer,
+               render_ms: renderMs });
+      fpsStart = now;
+      fpsFrames = 0;
+    }
+    if (atRest) fpsStart = null;
+    hudEl.classList.toggle('idle', atRest);
   }
 
   let pumpPromise = null; // the running pump(): a new drag waits for it, so that no request
@@ -215,7 +240,6 @@
   }
 
   function tick(now) {
-    updateFps(now);
     if (!animating) return;
     const period = 1000 / info.fps;
     if (queue.length && now - lastDraw >= period - 4) {
@@ -226,16 +250,21 @@
       lastDraw = (now - lastDraw < 2 * period) ? lastDraw + period : now;
       countFrame(now);
       framesDrawn++;
-      if (telemetryOn) {
-        report({ kind: 'frame', checksum: canvasChecksum(), n: framesDrawn, fps: drawTimes.length });
+      if (checksumsOn) {
+        report({ kind: 'frame', checksum: canvasChecksum(), n: framesDrawn, fps: fpsValue });
       }
     }
+    updateFps(now, false);   // also during a stall: a second without frames shows as such
     if (!queue.length && serverDone && !fetching) {
       animating = false;
+      updateFps(now, true);
       drawStill();
       setStatus('at rest: drag again');
       report({ kind: 'rest', frames: framesDrawn });
-      updateFps(now);
+      if (autodragSpec && autodragLeft > 0) {
+        autodragLeft--;
+        setTimeout(function () { autodrag(autodragSpec); }, 0);
+      }
       return;
     }
     pump();
@@ -247,14 +276,22 @@
     if (!animating) {
       animating = true;
       lastDraw = 0;
+      fpsStart = null;
+      fpsShown = false;
+      hudEl.classList.remove('idle');
       requestAnimationFrame(tick);
     }
     pump();
   }
 
   async function release(d) {
-    const dx = d.x1 - d.x0, dy = d.y1 - d.y0;
-    if (Math.hypot(dx, dy) < 0.5) { setStatus('drag a little further'); return; }
+    let dx = d.x1 - d.x0, dy = d.y1 - d.y0;
+    const len = Math.hypot(dx, dy);
+    if (len < 0.5) { setStatus('drag a little further'); return; }
+    if (info.max_drag && len > info.max_drag) {   // the server refuses longer drags
+      dx *= info.max_drag / len;
+      dy *= info.max_drag / len;
+    }
     const x = Math.min(info.width - 1, Math.max(0, d.x0));
     const y = Math.min(info.height - 1, Math.max(0, d.y0));
     generation++;
@@ -305,6 +342,8 @@
     generation++;
     dropQueue();
     animating = false;
+    fpsStart = null;
+    hudEl.classList.add('idle');
     if (pumpPromise) await pumpPromise;
     try {
       await postJSON('/reset', {});
@@ -354,11 +393,12 @@
       still = await createImageBitmap(await img.blob());
       layout();
       drawStill();
-      setStatus(info.width + '×' + info.height + ' scene, ' + info.fps + ' fps: ' +
-                'press on the image, drag, release');
-      report({ kind: 'ready', width: info.width, height: info.height });
-      const spec = params.get('autodrag');
-      if (spec) autodrag(spec);
+      modeEl.textContent = info.renderer || '';
+      setStatus(info.width + '×' + info.height + ' scene, ' + info.fps + ' fps, ' +
+                (info.renderer || 'renderer') + ': press on the image, drag, release');
+      report({ kind: 'ready', width: info.width, height: info.height, renderer: info.renderer });
+      autodragSpec = params.get('autodrag');
+      if (autodragSpec) autodrag(autodragSpec);
     } catch (err) {
       showError(err);
     }
