@@ -33,6 +33,8 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     c.flow_backend = ""       # "" = gid_jax.flow's default (the coarse-to-fine method of PAPER.md 8)
     # "flow": trajectories by optical flow (the paper; any video). "ground_truth": the exact
     # motion data_pipelines.synth writes beside each procedural clip (NAME.npz), from frame 0 only.
+    # "auto": the exact motion where a clip has it, optical flow for the others (real footage
+    # mixed with procedural clips).
     c.motion_source = "flow"
 
     # ---- filters (PAPER.md 8, final version [S]) ---------------------------------------------

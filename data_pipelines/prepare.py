@@ -136,7 +136,7 @@ VERSION = "1.0.0"
 DROP_REASONS = ("camera_motion", "static")
 # Where a clip's trajectories come from: optical flow (the paper; any video), or the exact motion
 # that `data_pipelines.synth` stores beside each procedural clip (`NAME.npz`).
-MOTION_SOURCES = ("flow", "ground_truth")
+MOTION_SOURCES = ("flow", "ground_truth", "auto")
 _FLOAT16_MAX = 65504.0
 _INT8_LEVELS = 127.0
 # Settings whose change alters the per-video cache (flow results); the others (filters, splits,
@@ -427,6 +427,14 @@ def trajectories_from_frames(frames: np.ndarray, flow_fn) -> np.ndarray:
     return traj
 
 
+def uses_ground_truth(path: str, settings: dict) -> bool:
+    """Whether a video's motion comes from its exact trajectories (`motion_source`
+    "ground_truth", or "auto" with a `NAME.npz` beside it) rather than from optical flow."""
+    source = settings["motion_source"]
+    return source == "ground_truth" or (source == "auto" and not _is_remote(path)
+                                        and Path(path).with_suffix(".npz").is_file())
+
+
 def ground_truth_trajectories(path: str, settings: dict) -> np.ndarray:
     """The exact trajectories `(N, H, W, 2)` of a procedural clip (its `.npz`), from frame 0,
     resized and centre-cropped exactly like its frames (`video_io.load_clip`), displacements
@@ -510,7 +518,7 @@ def process_video(path: str, relpath: str, settings: dict, flow_fn=None) -> dict
     num_t, stride = settings["num_frames"], settings["stride"]
     starts = np.arange(0, len(frames) - num_t + 1, stride, dtype=np.int32)
     truth = None
-    if settings["motion_source"] == "ground_truth":
+    if uses_ground_truth(path, settings):
         truth = ground_truth_trajectories(path, settings)
         starts = starts[:1]   # the exact motion is of frame 0's pixels
     images, svs, scales, motions, pair_t, pair_images, pair_flows = [], [], [], [], [], [], []
@@ -554,6 +562,7 @@ def _summary_of(arrays: dict, element: dict, settings: dict) -> dict:
                           moving_fraction=float(np.mean(w > settings["camera_motion_threshold_px"])),
                           drop=clip_filter(w, settings)))
     return dict(video=element["relpath"], status="ok", error=None,
+                motion="ground_truth" if uses_ground_truth(element["path"], settings) else "flow",
                 num_frames=int(arrays["num_video_frames"]), seconds=float(arrays["seconds"]),
                 thresholds={k: settings[k] for k in _FILTER_FIELDS}, clips=clips)
 
@@ -959,7 +968,7 @@ def _report(summaries: list[dict], settings: dict) -> dict:
                 t["examples"] += 1
                 t["pairs"] += min(settings["pairs_per_clip"], settings["num_frames"] - 1)
     return dict(totals=totals, skipped=skipped, thresholds={k: settings[k] for k in _FILTER_FIELDS},
-                videos=[{k: v.get(k) for k in ("video", "split", "status", "error", "num_frames",
+                videos=[{k: v.get(k) for k in ("video", "split", "status", "error", "motion", "num_frames",
                                                "seconds", "clips")} for v in summaries])
 
 

@@ -6,6 +6,7 @@ one and a corrupt file) backs most tests; the resume test makes its own small ru
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -268,6 +269,27 @@ def test_ground_truth_motion_source_stores_the_exact_motion(tmp_path):
         gt = np.fft.rfft(small, axis=0)[:cfg.num_freqs]
         gt = np.concatenate([gt.real, gt.imag], axis=-1)
         np.testing.assert_allclose(got[(mp4.name, 0)]["sv"], gt, rtol=2e-3, atol=2e-3 * np.abs(gt).max())
+
+
+def test_auto_motion_source_mixes_exact_motion_and_flow(tmp_path):
+    """motion_source='auto': a clip with its NAME.npz gets the exact motion, one without (real
+    footage) optical flow, in one run; the report says which."""
+    videos = tmp_path / "videos"
+    exact, flowed = synthesize(videos, 2, size=SIZE, num_frames=32, fps=30.0, seed=6, progress=False)
+    truth = load_ground_truth(flowed.with_suffix(".npz"))["trajectories"][:30]
+    flowed.with_suffix(".npz").unlink()
+    cfg = tiny_config(motion_source="auto", static_threshold_px=0.0, test_fraction=0.0)
+    r = P.prepare(videos, tmp_path / "out", cfg, progress=False)
+    got = _prepared_examples(r)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert {v["video"]: v["motion"] for v in report["videos"]} == {exact.name: "ground_truth",
+                                                                   flowed.name: "flow"}
+    gt = np.fft.rfft(load_ground_truth(exact.with_suffix(".npz"))["trajectories"][:30], axis=0)[:cfg.num_freqs]
+    np.testing.assert_allclose(got[(exact.name, 0)]["sv"], np.concatenate([gt.real, gt.imag], -1),
+                               rtol=2e-3, atol=2e-3 * np.abs(gt).max())
+    gt = np.fft.rfft(truth, axis=0)[:cfg.num_freqs]
+    flow_error = np.abs(got[(flowed.name, 0)]["sv"] - np.concatenate([gt.real, gt.imag], -1)).max()
+    assert flow_error > 1e-2 * np.abs(gt).max()      # measured by flow, not copied from the truth
 
 
 def test_ground_truth_motion_source_needs_the_npz(tmp_path):
