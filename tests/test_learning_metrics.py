@@ -210,3 +210,24 @@ def test_gid_eval_cell_reports_learning_metrics(monkeypatch):
     assert metrics["learn_amplitude_agreement"] == pytest.approx(1.0)
     assert 0 < metrics["learn_phase_diversity"] and "learn_auc_fixed_map" in metrics
     assert all(np.isfinite(v) for v in metrics.values()) and "sv_err" in metrics
+
+
+def test_sample_scenes_batches_a_pipeline_by_image_size():
+    """A Pipeline is asked for same-sized batches (at most batch_size, once per seed) and every
+    sample lands at its own image and seed; a plain callable runs per image."""
+    calls = []
+
+    class FakePipeline:
+        def predict_spectral_volumes(self, images, seed, loop=False, **overrides):
+            calls.append((images.shape, seed))
+            return np.stack([np.full((2,) + im.shape[:2] + (4,), im[0, 0, 0] + 10 * seed) for im in images])
+
+    images = [np.full((4, 6, 3), i, np.float32) for i in range(3)] + [np.full((8, 6, 3), 3, np.float32)]
+    samples = L.sample_scenes(FakePipeline(), images, seeds=(0, 1), batch_size=2)
+    assert sorted(calls) == sorted([((2, 4, 6, 3), 0), ((2, 4, 6, 3), 1), ((1, 4, 6, 3), 0),
+                                    ((1, 4, 6, 3), 1), ((1, 8, 6, 3), 0), ((1, 8, 6, 3), 1)])
+    for i, per_seed in enumerate(samples):
+        for j, sv in enumerate(per_seed):
+            assert sv.shape == (2,) + images[i].shape[:2] + (4,) and np.all(sv == i + 10 * j)
+    plain = L.sample_scenes(lambda im, seed: np.full((1,), im[0, 0, 0] * seed), images, seeds=(2,))
+    assert [float(p[0][0]) for p in plain] == [0.0, 2.0, 4.0, 6.0]
