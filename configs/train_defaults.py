@@ -33,11 +33,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         profile_first_step=10,
         profile_num_steps=5,
         nan_guard=True,               # skip (and count) steps with a non-finite loss or gradient
+        max_nonfinite_steps=10,       # stop (diverged) after this many skipped steps in a row; 0: never
         init_from=ml_collections.ConfigDict(dict(
             workdir="",                # another run's workdir ('' = off): stage 2 from stage 1
             step=-1,                   # -1: its latest checkpoint
             filter=".*",               # regex over '/'-joined parameter paths to copy
             use_ema=True,              # copy its EMA parameters (if it kept them)
+            strip_prefix="",           # regex removed from a path to name it in that run
         )),
     ))
 

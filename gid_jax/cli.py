@@ -44,11 +44,16 @@ def _cmd_prepare(args) -> None:
 def _cmd_train(args) -> int:
     from gid_jax.config import load_config
     from gid_jax.train import get_task, train
+    from gid_jax.train.loop import TrainingDiverged
 
     config = load_config(args.config, args.overrides)
     if "task" not in config:
         raise ValueError(f"{args.config}: the config has no 'task' field naming the stage to train")
-    result = train(get_task(config.task, config), config, args.workdir)
+    try:
+        result = train(get_task(config.task, config), config, args.workdir)
+    except TrainingDiverged as err:
+        print(f"gid train: error: {err}", file=sys.stderr)
+        return 1
     if result.preempted:
         print(f"preempted: checkpoint saved at step {result.step}; run the same command to resume",
               file=sys.stderr)
@@ -121,6 +126,20 @@ def _check_common_args(args) -> None:
     _check_number(args.guidance, "--guidance", positive=False)
 
 
+def _read_image(path):
+    """load_image, with OpenCV's own refusals (e.g. a header claiming more pixels than
+    CV_IO_MAX_IMAGE_PIXELS) as one line naming the file."""
+    import cv2
+
+    from data_pipelines.video_io import load_image
+
+    try:
+        return load_image(path)
+    except cv2.error as err:
+        detail = str(err).strip().splitlines()[-1].partition("error: ")[2] or str(err).strip()
+        raise ValueError(f"{path}: cannot read image (OpenCV: {detail})") from None
+
+
 class _Timings:
     """Wall time per phase of a command, printed as one JSON line on stderr with --timings."""
 
@@ -161,9 +180,7 @@ def _cmd_animate(args) -> None:
     out = _check_output(args.out, "--out", (".mp4", ".gif"))
     if args.motion_figure:
         _check_output(args.motion_figure, "--motion-figure", FIGURE_SUFFIXES)
-    from data_pipelines.video_io import load_image
-
-    image = load_image(args.image)      # a missing, unreadable or absurd image fails here
+    image = _read_image(args.image)     # a missing, unreadable or absurd image fails here
     timings("check")
 
     enable_compilation_cache()
@@ -207,9 +224,7 @@ def _cmd_interact(args) -> None:
         if args.out is None:
             raise ValueError("--drag needs --out response.mp4")
         _check_output(args.out, "--out", (".mp4",))
-    from data_pipelines.video_io import load_image
-
-    image = load_image(args.image)
+    image = _read_image(args.image)
 
     enable_compilation_cache()
     from gid_jax.interact import InteractiveSession, run_forever, write_drag_response

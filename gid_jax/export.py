@@ -256,7 +256,8 @@ def export_bundle(workdir: str | os.PathLike, out: str | os.PathLike, *, chunk_f
                 "outputs": [[list(a.shape), str(a.dtype)] for a in exp.out_avals],
                 "platforms": list(exp.platforms)}
         exported_info["sampler_step"]["signature"] = (
-            "(params, z, t, t_prev, image, guidance_weight) -> z_prev; t_prev = -1 is the last step")
+            "(params, z, t, t_prev, image, guidance_weight) -> z_prev: one deterministic DDIM step "
+            "with classifier-free guidance; t_prev = -1 is the last step")
         exported_info["decode"]["signature"] = "(params, latents) -> spectral volume (K,H,W,4) in pixels"
         exported_info["render_chunk"]["signature"] = (
             "(params, image in [-1,1], flows, motion weight, style noise) -> frames in [-1,1]")
@@ -272,8 +273,10 @@ def export_bundle(workdir: str | os.PathLike, out: str | os.PathLike, *, chunk_f
             "image_size": [height, width], "num_freqs": k, "latent_shape": list(latent_shape),
             "stage": int(ldm.stage), "style_dim": int(renderer.style_dim), "chunk_frames": chunk_frames,
             "sampler": dataclasses.asdict(s),
+            # the exported step is deterministic DDIM (whatever `sampler.solver` the Python
+            # pipeline uses): its steps, on the sampler's grid (uniform unless one is set)
             "sampling_steps": [int(v) for v in pipe.schedule.sampling_steps(
-                s.num_steps, s.solver_options()[2])],
+                s.num_steps, s.grid or "uniform")],
             "num_train_steps": int(pipe.schedule.num_steps),
             "exported": exported_info, "files": files}
         if provenance is not None:
@@ -339,8 +342,8 @@ def read_manifest(path: str | os.PathLike, verify: bool = True) -> dict:
         raise BundleError(f"{mpath}: the manifest lists no checksum for {', '.join(missing)}")
     for name, entry in files.items():
         fpath = path / name
-        if Path(name).name != name or name == MANIFEST:
-            raise BundleError(f"{mpath}: invalid file entry {name!r}")
+        if Path(name).name != name or name == MANIFEST or not isinstance(entry, dict):
+            raise BundleError(f"{mpath}: invalid file entry {name!r}: {entry!r}")
         if not fpath.is_file():
             raise BundleError(f"{fpath}: missing from the bundle (listed in {MANIFEST})")
         if verify:
@@ -350,6 +353,8 @@ def read_manifest(path: str | os.PathLike, verify: bool = True) -> dict:
                                   f"corrupt: {size} bytes, manifest says {entry.get('bytes')}); "
                                   "re-export the bundle")
     ours, theirs = _versions(), manifest.get("versions", {})
+    if not isinstance(theirs, dict):
+        raise BundleError(f"{mpath}: 'versions' must be an object of library versions, got {theirs!r}")
     if any(theirs.get(key) != ours[key] for key in ("gid_jax", "jax", "flax")):
         warnings.warn(f"{path}: exported with gid_jax {theirs.get('gid_jax')}, jax {theirs.get('jax')}, "
                       f"flax {theirs.get('flax')}; running gid_jax {ours['gid_jax']}, jax {ours['jax']}, "
@@ -365,11 +370,14 @@ def _read_params(path: Path) -> dict[str, np.ndarray]:
         raise BundleError(f"{path}: cannot read the parameters ({err})") from None
 
 
-def _read_json(path: Path):
+def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BundleError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise BundleError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def load_bundle(path: str | os.PathLike):
@@ -384,7 +392,7 @@ def load_bundle(path: str | os.PathLike):
 
     from gid_jax.models.ldm import MotionLDM
     from gid_jax.models.renderer import Renderer
-    from gid_jax.pipeline import Pipeline, SamplerSettings, noise_schedule
+    from gid_jax.pipeline import Pipeline, SamplerSettings, _abstract, noise_schedule
 
     path = Path(path)
     manifest = read_manifest(path)
@@ -407,9 +415,13 @@ def load_bundle(path: str | os.PathLike):
         raise BundleError(f"{mpath}: invalid sampler settings ({err})") from None
 
     # shapes only (no random init); every array is then filled in from the bundle
-    ldm = nnx.eval_shape(lambda: MotionLDM(ldm_cfg.model, num_freqs=num_freqs, stage=stage,
-                                           rngs=nnx.Rngs(0)))
-    renderer = nnx.eval_shape(lambda: Renderer(renderer_cfg.model, rngs=nnx.Rngs(0)))
+    try:
+        ldm = _abstract(lambda: MotionLDM(ldm_cfg.model, num_freqs=num_freqs, stage=stage,
+                                          rngs=nnx.Rngs(0)), path / LDM_CONFIG)
+        renderer = _abstract(lambda: Renderer(renderer_cfg.model, rngs=nnx.Rngs(0)),
+                             path / RENDERER_CONFIG)
+    except ValueError as err:
+        raise BundleError(str(err)) from None
     for model, name in ((ldm, LDM_PARAMS), (renderer, RENDERER_PARAMS)):
         params = _read_params(path / name)
         structure = _Structure(model)
@@ -443,9 +455,19 @@ def load_exported(path: str | os.PathLike, name: str, manifest: dict | None = No
     if name not in EXPORTED:
         raise ValueError(f"unknown exported function {name!r}; the bundle has {sorted(EXPORTED)}")
     manifest = manifest or read_manifest(path)
-    exp = jax.export.deserialize(bytearray((path / EXPORTED[name]).read_bytes()))
+    fpath = path / EXPORTED[name]
+    data = bytearray(fpath.read_bytes())
+    try:
+        exp = jax.export.deserialize(data)
+    except Exception as err:  # malformed bytes: the flatbuffer parser raises struct.error and more
+        raise BundleError(f"{fpath}: not a serialized jax.export function ({type(err).__name__}: "
+                          f"{err})") from None
     params = _read_params(path / PARAMS_OF[name])
-    want = manifest["exported"][name]["inputs"]
+    try:
+        want = manifest["exported"][name]["inputs"]
+    except (KeyError, TypeError):
+        raise BundleError(f"{path / MANIFEST}: no input signature for {name!r} under "
+                          "'exported'") from None
     got = [[list(a.shape), str(a.dtype)] for a in exp.in_avals[len(params):]]
     if got != want:
         raise BundleError(f"{path / EXPORTED[name]}: inputs {got}, manifest says {want}")

@@ -53,8 +53,13 @@ from gid_jax.models.ldm import MotionLDM
 from gid_jax.models.renderer import Renderer, average_motion_magnitude
 
 PIPELINE_FILE = "pipeline.json"
+RUN_CONFIG = "config.json"   # what `gid train` writes into its workdir
+LDM_TASKS = ("ldm", "distill")  # training tasks whose runs hold a MotionLDM
 SOLVERS = ("ddim", "dpm_solver_pp", "unipc")
-DEFAULT_SOLVER = "ddim"          # the one line to change to make another solver the default
+# DPM-Solver++(2M) on the log-SNR grid, 10 steps: on a trained model its learning metrics match
+# DDIM-250's within seed noise at 1/16 of the time (benchmarks/solver_steps.py; README).
+DEFAULT_SOLVER = "dpm_solver_pp"
+DEFAULT_STEPS = 10
 SOLVER_DEFAULTS = {"ddim": (1, "uniform"), "dpm_solver_pp": (2, "logsnr"), "unipc": (3, "logsnr")}
 LOOP_MODES = ("periods", "seam_guidance", "paper_guidance")
 
@@ -63,7 +68,7 @@ LOOP_MODES = ("periods", "seam_guidance", "paper_guidance")
 class SamplerSettings:
     """How spectral volumes are sampled (PAPER.md 4.3, 7.2); every field overridable per call."""
 
-    num_steps: int = 250            # sampler steps (paper: 250 DDIM steps)
+    num_steps: int = DEFAULT_STEPS  # sampler steps (the paper: 250 DDIM steps)
     solver: str = DEFAULT_SOLVER    # one of SOLVERS; the multistep ones need far fewer steps
     order: int | None = None        # multistep order (None: 2 for DPM-Solver++, 3 for UniPC)
     grid: str | None = None         # step grid, one of GRIDS (None: uniform for DDIM, else logsnr)
@@ -152,34 +157,45 @@ class Pipeline:
         try:
             spec = json.loads(spec_path.read_text())
             ldm_dir, renderer_dir = (path / spec[key] for key in ("ldm", "renderer"))
-        except (KeyError, TypeError, json.JSONDecodeError) as err:
+            sampler = spec.get("sampler", {})
+            if not isinstance(sampler, dict):
+                raise TypeError(f"'sampler' must be an object of SamplerSettings fields, got "
+                                f"{sampler!r}")
+        except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"{spec_path}: invalid pipeline file ({err})") from None
-        return cls.from_runs(ldm_dir, renderer_dir, where=spec_path, **spec.get("sampler", {}))
+        return cls.from_runs(ldm_dir, renderer_dir, where=spec_path, **sampler)
 
     @classmethod
     def from_runs(cls, ldm_workdir, renderer_workdir=None, *, where=None, **sampler) -> "Pipeline":
         """From training runs directly: an LDM run (stage 1 or 2) and optionally a renderer run
         (without one, only the motion methods work). `sampler`: `SamplerSettings` fields."""
         ldm_dir = Path(ldm_workdir)
-        ldm_cfg = _run_config(ldm_dir)
+        ldm_cfg = _run_config(ldm_dir, LDM_TASKS)
         try:
             settings = SamplerSettings(**{"period": int(ldm_cfg.model.get("period", motion.NUM_FRAMES)),
                                           "fps": float(ldm_cfg.model.get("fps", 30.0)),
                                           **sampler}).validate()
         except (TypeError, ValueError) as err:
             raise ValueError(f"{where or ldm_dir}: invalid sampler settings ({err})") from None
-        renderer_cfg = None if renderer_workdir is None else _run_config(Path(renderer_workdir))
+        renderer_cfg = (None if renderer_workdir is None
+                        else _run_config(Path(renderer_workdir), ("renderer",)))
         from gid_jax.train.checkpoint import restore_model  # Orbax only: no CLU or TensorFlow
         # Shapes only, then every array from the checkpoint: a random initialisation would
         # cost ~50 s of op-by-op compilation on a CPU just to be overwritten.
         ldm = _abstract(lambda: MotionLDM(ldm_cfg.model, num_freqs=int(ldm_cfg.model.num_freqs),
-                                          stage=int(ldm_cfg.stage), rngs=nnx.Rngs(0)))
+                                          stage=int(ldm_cfg.stage), rngs=nnx.Rngs(0)),
+                        ldm_dir / RUN_CONFIG)
+        try:
+            image_size, schedule = tuple(ldm_cfg.model.image_size), noise_schedule(ldm_cfg)
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{ldm_dir / RUN_CONFIG}: invalid LDM run config ({err})") from None
         restore_model(ldm_dir, ldm)
         renderer = None
         if renderer_cfg is not None:
-            renderer = _abstract(lambda: Renderer(renderer_cfg.model, rngs=nnx.Rngs(0)))
+            renderer = _abstract(lambda: Renderer(renderer_cfg.model, rngs=nnx.Rngs(0)),
+                                 Path(renderer_workdir) / RUN_CONFIG)
             restore_model(Path(renderer_workdir), renderer)
-        return cls(ldm, renderer, tuple(ldm_cfg.model.image_size), noise_schedule(ldm_cfg), settings)
+        return cls(ldm, renderer, image_size, schedule, settings)
 
     @classmethod
     def pretrained(cls, name: str = "small") -> "Pipeline":
@@ -203,7 +219,7 @@ class Pipeline:
     # ------------------------------------------------------------------ motion
     def prepare_image(self, image) -> np.ndarray:
         """Any path or array → RGB float32 `(H, W, 3)` at the model's size (cover + centre crop)."""
-        return load_image(image, (self.width, self.height))
+        return _finite("image", load_image(image, (self.width, self.height)))
 
     def predict_spectral_volume(self, image, seed: int = 0, loop: bool = False, *,
                                 num_frames: int | None = None, speed: float = 1.0,
@@ -225,7 +241,7 @@ class Pipeline:
         num_frames = num_frames or s.period
         guided, ends = _loop_guidance(s, loop, num_frames, speed)
         sampler = self._sampler(s, guided)
-        images = np.asarray(images, np.float32) * 2.0 - 1.0
+        images = _finite("images", images) * 2.0 - 1.0
         ends = np.asarray(ends, np.float32)           # traced: one compile for any N and speed
         return np.array(sampler(self.ldm, images, jax.random.key(int(seed)), ends))  # writable
 
@@ -251,8 +267,11 @@ class Pipeline:
         """F `(num_frames, H, W, 2)`: the Fourier series at `speed`× time (0.5 = 2× slow motion;
         for a loop in "periods" mode, the whole-periods speed) with every displacement scaled by
         `amplitude` (magnify > 1, minify < 1)."""
+        sv = _finite("spectral volume", sv)
+        for name, value in (("speed", speed), ("amplitude", amplitude)):
+            _finite(name, value)
         times = motion.frame_times(num_frames, self.playback_speed(num_frames, speed, loop, loop_mode))
-        return np.asarray(_texture(jnp.asarray(sv, jnp.float32), times, amplitude, self.settings.period))
+        return np.asarray(_texture(jnp.asarray(sv), times, amplitude, self.settings.period))
 
     def predict_motion(self, image, num_frames: int = motion.NUM_FRAMES, loop: bool = False,
                        seed: int = 0, speed: float = 1.0, amplitude: float = 1.0,
@@ -277,10 +296,10 @@ class Pipeline:
         # host-side numpy around the one compiled renderer call: each eager jnp op would be
         # compiled on its own (a tenth of a second apiece on a CPU)
         image = self.prepare_image(image)[None] * 2.0 - 1.0
-        traj = np.asarray(trajectories, np.float32)
+        traj = _finite("trajectories", trajectories)
         if motion_weight is None:
             motion_weight = average_motion_magnitude(jnp.asarray(traj))[..., 0]
-        weight = np.asarray(motion_weight, np.float32)[None, :, :, None]
+        weight = _finite("motion_weight", motion_weight)[None, :, :, None]
         noise = jax.random.normal(jax.random.key(int(seed) + 1), (1, self.renderer.style_dim))
         frames = []
         for start in range(0, traj.shape[0], batch_frames):
@@ -304,7 +323,9 @@ class Pipeline:
     def motion_weight(self, sv, amplitude: float = 1.0) -> np.ndarray:
         """W `(H, W)` = mean_t |F_t| over one whole period: the softmax-splat depth proxy, the
         same for every frame whatever part of the motion is rendered."""
-        return np.asarray(_period_weight(jnp.asarray(sv, jnp.float32), amplitude, self.settings.period))
+        sv = _finite("spectral volume", sv)
+        _finite("amplitude", amplitude)
+        return np.asarray(_period_weight(jnp.asarray(sv), amplitude, self.settings.period))
 
     def render_motion(self, image, sv, num_frames: int = motion.NUM_FRAMES, speed: float = 1.0,
                       amplitude: float = 1.0, seed: int = 0, loop: bool = False,
@@ -408,18 +429,44 @@ def noise_schedule(ldm_config) -> NoiseSchedule:
     return NoiseSchedule.create(d.num_steps, d.beta_start, d.beta_end, d.schedule)
 
 
-def _abstract(build):
+def _finite(what: str, value) -> np.ndarray:
+    """`value` as float32, refused when it holds a NaN or inf: one would make every sample or
+    frame NaN (a grey video) far from where it came in."""
+    value = np.asarray(value, np.float32)
+    if not np.isfinite(value).all():
+        got = value if value.ndim == 0 else "NaN or inf values"
+        raise ValueError(f"{what} must be finite, got {got}")
+    return value
+
+
+def _abstract(build, config_path: Path):
     """A model with its structure but no values yet (nnx.eval_shape), each array slot a
-    ShapeDtypeStruct on the default device so that Orbax restores straight onto it."""
-    model = nnx.eval_shape(build)
+    ShapeDtypeStruct on the default device so that Orbax restores straight onto it. A config
+    that cannot build it (a missing field, a wrong type) is one line naming `config_path`."""
+    try:
+        model = nnx.eval_shape(build)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{config_path}: cannot build the model from this config ({err})") from None
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     nnx.update(model, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                                    nnx.state(model)))
     return model
 
 
-def _run_config(workdir: Path) -> ml_collections.ConfigDict:
-    path = workdir / "config.json"
+def _run_config(workdir: Path, tasks: tuple[str, ...]) -> ml_collections.ConfigDict:
+    """The config of a `gid train` run of one of `tasks`, checked to be one: a VAE run named as
+    the LDM would otherwise fail deep inside the model code."""
+    path = workdir / RUN_CONFIG
     if not path.is_file():
-        raise FileNotFoundError(f"{workdir}: no config.json (not a finished `gid train` run?)")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+        raise FileNotFoundError(f"{workdir}: no {RUN_CONFIG} (not a finished `gid train` run?)")
+    try:
+        config = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    found = config.get("task") if isinstance(config, dict) else None
+    if found not in tasks:
+        raise ValueError(f"{path}: not the config of a `gid train` {' or '.join(tasks)} run (its "
+                         f"task is {found!r})")
+    if not isinstance(config.get("model"), dict):
+        raise ValueError(f"{path}: its 'model' must be an object of model settings")
+    return ml_collections.ConfigDict(config)

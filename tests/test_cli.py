@@ -69,3 +69,20 @@ def test_train_runs_a_config_and_reports_bad_ones(tmp_path):
     assert out.returncode == 2 and "no 'task' field" in out.stderr.strip().splitlines()[-1]
     out = gid("train", "--config", "configs/nope.py:tiny", "--workdir", str(tmp_path / "bad"))
     assert out.returncode == 2 and "config file not found" in out.stderr.strip().splitlines()[-1]
+
+
+def test_train_reports_a_zero_model_size_as_one_line(tmp_path):
+    out = gid("train", "--config", "configs/vae.py:tiny", "--workdir", str(tmp_path / "run"),
+              "--config.model.vae.latent_channels=0")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    line = out.stderr.strip().splitlines()[-1]
+    assert "MotionVAE: latent_channels must be an integer >= 1, got 0" in line
+
+
+def test_train_stops_when_the_loss_diverges(tmp_path):
+    out = gid("train", "--config", "configs/toy.py:tiny", "--workdir", str(tmp_path / "run"),
+              "--config.optimizer.learning_rate=1e9", "--config.train.max_nonfinite_steps=3")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    line = out.stderr.strip().splitlines()[-1]
+    assert "gid train: error: training diverged at step" in line and "no checkpoint was written" in line
+    assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()]

@@ -144,9 +144,10 @@ def test_round_trip_in_a_fresh_process(bundle, pipe, image, tmp_path):
 
     # same seed → the identical spectral volume from the pipeline directory and from the bundle
     np.testing.assert_array_equal(got["sv_bundle"], sv_live)
-    # the exported DDIM steps + decode reproduce the pipeline's sampler
-    scale = np.abs(sv_live).max() + 1e-6
-    np.testing.assert_allclose(got["sv_exported"] / scale, sv_live / scale, atol=1e-4)
+    # the exported DDIM steps + decode reproduce the pipeline's DDIM sampler
+    sv_ddim = pipe.predict_spectral_volume(image, seed=SEED, solver="ddim")
+    scale = np.abs(sv_ddim).max() + 1e-6
+    np.testing.assert_allclose(got["sv_exported"] / scale, sv_ddim / scale, atol=1e-4)
 
     # one exported step against the live model (CFG + deterministic DDIM update, written out here)
     img = jnp.asarray(image)[None] * 2 - 1
@@ -192,6 +193,41 @@ def test_incompatible_manifest_is_rejected(bundle, tmp_path):
         (copy / "manifest.json").write_text(json.dumps({**original, **change}))
         with pytest.raises(ValueError, match=message):
             Pipeline.load(copy)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: {**m, "versions": ["jax", jax.__version__]}, "'versions' must be an object"),
+    (lambda m: {**m, "files": {**m["files"], "decode.bin": "0123abcd"}},
+     "invalid file entry 'decode.bin': '0123abcd'"),
+])
+def test_a_malformed_manifest_is_named(bundle, tmp_path, change, message):
+    copy = _copy(bundle, tmp_path)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps(change(manifest)))
+    with pytest.raises(export.BundleError, match=message):
+        Pipeline.load(copy)
+
+
+def test_a_bad_config_in_a_bundle_is_named(bundle, tmp_path):
+    copy = _copy(bundle, tmp_path)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for config, message in [([1, 2], "expected a JSON object, got list"),
+                            ({"model": 3}, "cannot build the model from this config")]:
+        data = json.dumps(config).encode()
+        (copy / "renderer_config.json").write_bytes(data)
+        manifest["files"]["renderer_config.json"] = {"sha256": hashlib.sha256(data).hexdigest(),
+                                                     "bytes": len(data)}
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(export.BundleError, match=rf"renderer_config\.json: {message}"):
+            Pipeline.load(copy)
+
+
+def test_load_exported_names_a_file_that_is_not_an_exported_function(bundle, tmp_path):
+    copy = _copy(bundle, tmp_path)
+    manifest = export.read_manifest(copy)
+    (copy / "decode.bin").write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(export.BundleError, match=r"decode\.bin: not a serialized jax\.export function"):
+        export.load_exported(copy, "decode", manifest)     # the checksums were read before
 
 
 def test_missing_bundle_and_failed_export(bundle, tmp_path):

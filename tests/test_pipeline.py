@@ -1,18 +1,21 @@
 """Inference on the tiny trained pipeline: sampling, looping, motion controls, interactive
 dynamics, and the `gid animate` / `gid interact` command lines."""
 
+import json
+import struct
 import subprocess
 import sys
+import zlib
 
 import cv2
 import numpy as np
+import pytest
 
 from data_pipelines.video_io import read_video
 from gid_jax import motion
+from gid_jax.cli import main as gid_main
 from gid_jax.interact import InteractiveSession, render_drag_response
 from gid_jax.pipeline import Pipeline
-
-
 
 
 def test_sampler_is_deterministic_and_batched(pipe, image):
@@ -56,6 +59,25 @@ def test_animate_renders_frames_in_range(pipe, image):
     frames = pipe.animate(image, num_frames=6, seed=0)
     assert frames.shape == (6, pipe.height, pipe.width, 3)
     assert frames.min() >= 0 and frames.max() <= 1 and np.all(np.isfinite(frames))
+
+
+def test_non_finite_inputs_are_refused_not_rendered_grey(pipe, image):
+    poisoned = image.copy()
+    poisoned[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="image must be finite"):
+        pipe.animate(poisoned, num_frames=2)
+    with pytest.raises(ValueError, match="images must be finite"):
+        pipe.predict_spectral_volumes(poisoned[None])
+    sv = np.zeros((pipe.ldm.num_freqs, pipe.height, pipe.width, 4), np.float32)
+    for bad in (np.nan, np.inf):
+        sv[1, 2, 3, 0] = bad
+        with pytest.raises(ValueError, match="spectral volume must be finite"):
+            pipe.render_motion(image, sv, 2)
+    sv[1, 2, 3, 0] = 0.0
+    with pytest.raises(ValueError, match="speed must be finite, got nan"):
+        pipe.motion_texture(sv, 2, speed=float("nan"))
+    with pytest.raises(ValueError, match="amplitude must be finite, got inf"):
+        pipe.render_motion(image, sv, 2, amplitude=float("inf"))
 
 
 def test_drag_response_with_the_trained_renderer_decays(pipe, image):
@@ -136,3 +158,77 @@ def test_load_from_a_relative_path(tiny_runs, monkeypatch):
     monkeypatch.chdir(tiny_runs["pipeline"].parent)
     pipe = Pipeline.load("pipeline")
     assert pipe.ldm.num_freqs > 0
+
+
+def gid_in_process(capsys, *args):
+    """(exit code, last stderr line) of `gid ARGS` run in this process: an error that escaped
+    the command line's one-line handling would fail the test with its traceback."""
+    code = gid_main([str(a) for a in args])
+    return code, capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def png_claiming(width, height):
+    """A tiny PNG whose header claims `width` x `height` pixels."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("option, value", [("--speed", "nan"), ("--amplitude", "inf"),
+                                           ("--guidance", "nan")])
+def test_animate_refuses_non_finite_options_before_loading(tmp_path, capsys, option, value):
+    (tmp_path / "pipeline.json").write_text('{"ldm": "nowhere", "renderer": "nowhere"}')
+    img = tmp_path / "img.png"
+    cv2.imwrite(str(img), np.zeros((40, 64, 3), np.uint8))
+    code, line = gid_in_process(capsys, "animate", img, "--checkpoint", tmp_path, "--out",
+                                tmp_path / "o.mp4", option, value)
+    assert code == 2 and f"{option} must be a finite number" in line    # not "nowhere: ..."
+
+
+def test_animate_names_an_image_too_large_for_opencv(tiny_runs, tmp_path, capsys):
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_claiming(60000, 60000))
+    code, line = gid_in_process(capsys, "animate", huge, "--checkpoint", tiny_runs["pipeline"],
+                                "--out", tmp_path / "o.mp4")
+    assert code == 2 and "huge.png: cannot read image" in line and "CV_IO_MAX_IMAGE_PIXELS" in line
+
+
+def _write_pipeline(directory, ldm, renderer, **extra):
+    directory.mkdir()
+    (directory / "pipeline.json").write_text(json.dumps({"ldm": str(ldm), "renderer": str(renderer),
+                                                         **extra}))
+    return directory
+
+
+@pytest.mark.parametrize("case, message", [
+    ("unknown_sampler_key", "invalid sampler settings (SamplerSettings.__init__() got an unexpected "
+                            "keyword argument 'bogus')"),
+    ("sampler_string", "invalid pipeline file ('sampler' must be an object"),
+    ("num_steps_string", "invalid sampler settings (num_steps must be an integer >= 1, got 'many')"),
+    ("vae_as_ldm", "vae/config.json: not the config of a `gid train` ldm or distill run (its task "
+                   "is 'vae')"),
+    ("model_is_a_number", "bad_run/config.json: not the config of a `gid train` ldm or distill run"),
+    ("model_without_fields", "bad_run/config.json: cannot build the model from this config"),
+])
+def test_a_bad_pipeline_directory_is_one_line(tiny_runs, tmp_path, capsys, case, message):
+    ldm, renderer = tiny_runs["ldm2"], tiny_runs["renderer"]
+    bad_run = tmp_path / "bad_run"
+    bad_run.mkdir()
+    (bad_run / "config.json").write_text(json.dumps(
+        {"model": 3} if case == "model_is_a_number" else {"task": "ldm", "model": {}}))
+    spec = {"unknown_sampler_key": dict(sampler={"bogus": 1}),
+            "sampler_string": dict(sampler="fast"),
+            "num_steps_string": dict(sampler={"num_steps": "many"})}.get(case, {})
+    if case == "vae_as_ldm":
+        ldm = tiny_runs["vae"]
+    elif case in ("model_is_a_number", "model_without_fields"):
+        ldm = bad_run
+    pipeline_dir = _write_pipeline(tmp_path / "pipeline", ldm, renderer, **spec)
+    img = tmp_path / "img.png"
+    cv2.imwrite(str(img), np.zeros((40, 64, 3), np.uint8))
+    code, line = gid_in_process(capsys, "animate", img, "--checkpoint", pipeline_dir, "--out",
+                                tmp_path / "o.mp4")
+    assert code == 2 and message in line, line

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from gid_jax.train import Trainer, train
+from gid_jax.train.loop import TrainingDiverged
 from gid_jax.train.metrics import read_metrics
 from gid_jax.train.optim import create_learning_rate_schedule
 from gid_jax.train.toy import FrozenToyTask, make_toy_task, toy_train_config
@@ -168,6 +169,27 @@ def test_nan_guard_skips_and_counts():
     assert int(state.skipped) == 1 and int(state.step) == 3
     m = {k: float(v) for k, v in macc.compute().items()}
     assert np.isfinite(m["loss"]) and m["skipped"] == pytest.approx(1 / 3)
+
+
+def checkpoint_steps(workdir):
+    return sorted(int(p.name) for p in (Path(workdir) / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    c = base_config(max_nonfinite_steps=3)
+    c.toy.nan_at_steps = tuple(range(5, STEPS))        # batch n feeds step n + 1: steps 6.. diverge
+    with pytest.raises(TrainingDiverged, match=r"at step 8: 3 consecutive steps \(6-8\).*"
+                                               r"last checkpoint is step 4"):
+        train(make_toy_task(c), c, tmp_path)
+    assert checkpoint_steps(tmp_path) == [4]           # nothing written at or after step 8
+
+
+def test_a_checkpoint_due_on_a_skipped_step_waits_for_a_finite_one(tmp_path):
+    c = base_config()                                  # max_nonfinite_steps: the default
+    c.toy.nan_at_steps = (7,)                          # step 8, a checkpoint step, is skipped
+    result = train(make_toy_task(c), c, tmp_path)
+    assert result.step == STEPS and int(result.state.skipped) == 1
+    assert checkpoint_steps(tmp_path) == [4, 9, 12]
 
 
 def test_grad_accumulation_equals_big_batch():

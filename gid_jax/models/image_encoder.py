@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from gid_jax.models.layers import Downsample, Norm, ResBlock, conv
+from gid_jax.models.layers import Downsample, Norm, ResBlock, check_sizes, conv
 
 __all__ = ["ImageEncoder"]
 
@@ -26,6 +26,8 @@ class ImageEncoder(nnx.Module):
 
     def __init__(self, out_channels: int = 16, base_channels: int = 64, blocks_per_stage: int = 2,
                  downsample_factor: int = 4, *, dtype=jnp.float32, rngs: nnx.Rngs):
+        check_sizes("ImageEncoder", out_channels=out_channels, base_channels=base_channels,
+                    blocks_per_stage=blocks_per_stage)
         n_down = downsample_factor.bit_length() - 1
         if downsample_factor < 1 or 2 ** n_down != downsample_factor:
             raise ValueError(f"ImageEncoder: downsample_factor must be a power of 2, got "

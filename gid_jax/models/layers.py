@@ -18,6 +18,7 @@ Blocks (LDM / ADM architecture):
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional
 
 import jax
@@ -34,6 +35,7 @@ __all__ = [
     "ResBlock",
     "SpatialAttention",
     "Upsample",
+    "check_sizes",
     "conv",
     "linear",
     "sinusoidal_embedding",
@@ -63,6 +65,18 @@ def linear(in_dim: int, out_dim: int, *, axes=("embed", "mlp"), zero_init: bool 
         kernel_init=partitioned(_zeros if zero_init else _default_kernel_init, *axes),
         bias_init=partitioned(_zeros, axes[1]),
         dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
+def check_sizes(where: str, **sizes) -> None:
+    """Raises ValueError naming the first size (an int, or a tuple of them) that is not an
+    integer >= 1: a zero width would otherwise surface as a ZeroDivisionError deep inside an
+    initialiser, naming nothing the user set."""
+    for name, value in sizes.items():
+        values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+        if not values or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                 and v >= 1 for v in values):
+            kind = "non-empty integers" if isinstance(value, (tuple, list)) else "an integer"
+            raise ValueError(f"{where}: {name} must be {kind} >= 1, got {value!r}")
 
 
 def _num_groups(channels: int, groups: int = 32) -> int:

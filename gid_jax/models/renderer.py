@@ -76,7 +76,7 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from gid_jax.models.layers import Norm
+from gid_jax.models.layers import Norm, check_sizes
 from gid_jax.models.sharding import partitioned
 from gid_jax.models.splatting import softmax_splat
 
@@ -205,6 +205,7 @@ class _Encoder(nnx.Module):
                 f"length, got {blocks} and {chans}"
             )
         cf = int(cfg.full_res_channels)
+        check_sizes("Renderer", encoder_blocks=blocks, encoder_channels=chans, full_res_channels=cf)
         self.dtype = dtype
         self.full_conv = _conv(3, cf, 3, dtype=dtype, rngs=rngs)
         self.full_block = _BasicBlock(cf, cf, 1, dtype=dtype, rngs=rngs)
@@ -326,6 +327,7 @@ class Renderer(nnx.Module):
         cfg = config.renderer if hasattr(config, "renderer") else config
         self.dtype = dtype
         self.style_dim = int(cfg.style_dim)
+        check_sizes("Renderer", style_dim=self.style_dim)
         self.splat_z_scale = float(cfg.splat_z_scale)
         self.encoder = _Encoder(cfg, dtype=dtype, rngs=rngs)
         level_c = self.encoder.level_channels

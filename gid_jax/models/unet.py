@@ -42,7 +42,7 @@ from flax import nnx
 
 from gid_jax.models.image_encoder import ImageEncoder
 from gid_jax.models.layers import (Downsample, EmbeddingMLP, MultiHeadSelfAttention, Norm,
-                                   ResBlock, SpatialAttention, Upsample, conv)
+                                   ResBlock, SpatialAttention, Upsample, check_sizes, conv)
 from gid_jax.models.sharding import partitioned
 
 __all__ = [
@@ -178,6 +178,10 @@ class UNet(nnx.Module):
             raise ValueError(f"UNet: image_conditioning must be one of {IMAGE_CONDITIONING}, got "
                              f"{image_conditioning!r}")
         mults = tuple(channel_multipliers)
+        check_sizes("UNet", latent_channels=latent_channels,
+                    image_feature_channels=image_feature_channels, base_channels=base_channels,
+                    channel_multipliers=mults, num_res_blocks=num_res_blocks,
+                    head_channels=head_channels, freq_attention_heads=freq_attention_heads)
         n_levels = len(mults)
         attention_levels = set(attention_levels)
         freq_levels = set(range(n_levels) if freq_attention_levels is None

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from gid_jax.models.layers import Downsample, Norm, ResBlock, SpatialAttention, Upsample, conv
+from gid_jax.models.layers import (Downsample, Norm, ResBlock, SpatialAttention, Upsample,
+                                   check_sizes, conv)
 
 __all__ = [
     "LatentStats",
@@ -117,6 +118,9 @@ class MotionVAE(nnx.Module):
                  channel_multipliers: Sequence[int] = (1, 2, 4), num_res_blocks: int = 2,
                  dropout: float = 0.0, *, dtype=jnp.float32, rngs: nnx.Rngs):
         mults = tuple(channel_multipliers)
+        check_sizes("MotionVAE", in_channels=in_channels, latent_channels=latent_channels,
+                    base_channels=base_channels, channel_multipliers=mults,
+                    num_res_blocks=num_res_blocks)
         self.in_channels = in_channels
         self.latent_channels = latent_channels
         self.downsample_factor = 2 ** (len(mults) - 1)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
@@ -289,7 +290,8 @@ def _all_processes_ok(ok: bool) -> bool:
 # ----------------------------------------------------------------------------- init_from
 
 def load_params_from(workdir: str | os.PathLike, targets: dict[str, Any], *, filter: str = ".*",
-                     use_ema: bool = True, step: int = -1) -> tuple[dict[str, Any], list[str]]:
+                     use_ema: bool = True, step: int = -1,
+                     source_path: tuple[str, str] = ("", "")) -> tuple[dict[str, Any], list[str]]:
     """Copy parameters from another run's checkpoint into this run's fresh state trees.
 
     `targets` maps names to nnx.States of this run (e.g. {'params': state.params, 'rest': state.rest}:
@@ -298,7 +300,9 @@ def load_params_from(workdir: str | os.PathLike, targets: dict[str, Any], *, fil
     matches the regex `filter` and the shapes agree. The source's EMA copy replaces its trainable
     params when `use_ema` and it has one. Everything else keeps its fresh initialisation (e.g.
     stage 2's new frequency-attention layers). Returns (updated targets, copied paths). Placement
-    (sharding) follows the targets.
+    (sharding) follows the targets. `source_path` = (regex, replacement) renames a target path
+    to the source's (`re.sub`; ("", "") keeps it): e.g. ("^(student|teacher)/", "") fills both
+    copies of a distillation model from one LDM run, ("^", "student/") reads a student back.
     """
     ckpt_dir = Path(workdir).absolute() / "checkpoints"   # Orbax needs absolute paths
     if not ckpt_dir.exists():
@@ -330,14 +334,15 @@ def load_params_from(workdir: str | os.PathLike, targets: dict[str, Any], *, fil
             for path, leaf in leaves:
                 name = path_str(path)
                 short = name[:-len("/value")] if name.endswith("/value") else name
-                if not pattern.search(short) or name not in src:
+                src_name = re.sub(source_path[0], source_path[1], name, count=1) if source_path[0] else name
+                if not pattern.search(short) or src_name not in src:
                     continue
-                container, m = src[name]
+                container, m = src[src_name]
                 if tuple(m.shape) != tuple(leaf.shape):
                     log.warning("init_from: %s has shape %s in %s, %s here; not copied", short,
                                 tuple(m.shape), workdir, tuple(leaf.shape))
                     continue
-                wanted[f"{tname}/{name}"] = (f"{container}/{name}", leaf)
+                wanted[f"{tname}/{name}"] = (f"{container}/{src_name}", leaf)
                 names.append(short)
         if not names:
             raise ValueError(f"train.init_from: no parameter of {workdir} (step {step}) matches filter "
@@ -361,24 +366,34 @@ def load_params_from(workdir: str | os.PathLike, targets: dict[str, Any], *, fil
             d = d[p]
         return d
 
-    out = {}
+    out, used = {}, set()
     for tname, (leaves, treedef) in flat_targets.items():
         new = []
         for path, leaf in leaves:
             key = f"{tname}/{path_str(path)}"
-            new.append(get(wanted[key][0]).astype(leaf.dtype) if key in wanted else leaf)
+            if key not in wanted:
+                new.append(leaf)
+                continue
+            source = wanted[key][0]
+            value = get(source).astype(leaf.dtype)
+            # a source array filling two targets (`source_path`) must not be one buffer twice
+            new.append(jnp.copy(value) if source in used else value)
+            used.add(source)
         out[tname] = jax.tree_util.tree_unflatten(treedef, new)
     log.info("init_from %s step %d (%s): copied %d arrays", workdir, step, trainable_src, len(names))
     return out, names
 
 
-def restore_model(workdir: str | os.PathLike, model, *, use_ema: bool = True, step: int = -1):
+def restore_model(workdir: str | os.PathLike, model, *, use_ema: bool = True, step: int = -1,
+                  source_path: tuple[str, str] = ("", "")):
     """Loads a run's (EMA) weights into `model`, a freshly built module of the same config, in
-    place; every array of the model must be in the checkpoint (a partial match is an error)."""
+    place; every array of the model must be in the checkpoint (a partial match is an error).
+    `source_path`: see `load_params_from`."""
     from flax import nnx
 
     state = nnx.state(model)
-    out, names = load_params_from(workdir, {"model": state}, use_ema=use_ema, step=step)
+    out, names = load_params_from(workdir, {"model": state}, use_ema=use_ema, step=step,
+                                  source_path=source_path)
     expected = len(jax.tree.leaves(state))
     if len(names) != expected:
         raise ValueError(f"{workdir}: checkpoint holds {len(names)} of the model's {expected} "

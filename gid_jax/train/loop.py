@@ -5,6 +5,12 @@ explicitly sharded step: (micro-batched) loss and gradients → NaN/inf guard �
 EMA → CLU metric accumulation. Around it: checkpoints (async, with the input position and RNG;
 exact resume), SIGTERM → final save, metrics to TensorBoard + metrics.jsonl, clu ReportProgress /
 Profile, periodic evaluation, steps/s, examples/s and MFU.
+
+Divergence: the guard skips a non-finite step, but a run that keeps producing them has diverged.
+After `train.max_nonfinite_steps` consecutive skipped steps `train` raises TrainingDiverged. A
+periodic checkpoint that falls due inside such a run of skipped steps waits for a finite step,
+so the last good checkpoint is never pushed out by the state of a run that then diverges (the
+final and the SIGTERM save are written anyway, unless the run has diverged by then).
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ from gid_jax.train.state import TrainState, abstract_model, make_init_fn
 from gid_jax.train.task import trainable_filter
 
 log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(FloatingPointError):
+    """Too many consecutive steps with a non-finite loss or gradient (see the module doc)."""
 
 
 @dataclasses.dataclass
@@ -89,7 +99,8 @@ class Trainer:
         out, names = load_params_from(init_cfg.workdir, {"params": state.params, "rest": state.rest},
                                       filter=init_cfg.get("filter", ".*"),
                                       use_ema=bool(init_cfg.get("use_ema", True)),
-                                      step=int(init_cfg.get("step", -1)))
+                                      step=int(init_cfg.get("step", -1)),
+                                      source_path=(str(init_cfg.get("strip_prefix", "")), ""))
         ema = jax.tree.map(jnp.copy, out["params"]) if state.ema is not None else None
         return state.replace(params=out["params"], rest=out["rest"], ema=ema,
                              opt_state=jax.jit(self.tx.init, out_shardings=self.state_shardings.opt_state)(
@@ -216,6 +227,41 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._old)
 
 
+class _NonfiniteRun:
+    """Counts the current run of consecutive steps skipped by the NaN guard.
+
+    Each step's skip counter is read one step late, from a copy (the state itself is donated to
+    the next step), so that the host never waits for the device; `sync` catches up (it blocks).
+    """
+
+    def __init__(self, limit: int, skipped, checkpointer: Checkpointer):
+        self.limit, self.length, self.step, self.checkpointer = limit, 0, 0, checkpointer
+        self._last = int(jax.device_get(skipped))
+        self._pending = None
+
+    def after_step(self, step: int, state: TrainState) -> None:
+        self.sync()
+        self._pending = (step, jnp.copy(state.skipped))
+
+    def sync(self) -> None:
+        if self._pending is None:
+            return
+        self.step, skipped = self._pending[0], int(jax.device_get(self._pending[1]))
+        self._pending = None
+        self.length = self.length + 1 if skipped > self._last else 0
+        self._last = skipped
+        if self.limit and self.length >= self.limit:
+            raise TrainingDiverged(self.message())
+
+    def message(self) -> str:
+        first, kept = self.step - self.length + 1, self.checkpointer.latest_step()
+        kept = "no checkpoint was written" if kept is None else f"the last checkpoint is step {kept}"
+        return (f"training diverged at step {self.step}: {self.length} consecutive steps "
+                f"({first}-{self.step}) had a non-finite loss or gradient "
+                f"(train.max_nonfinite_steps={self.limit}); {kept}; lower optimizer.learning_rate "
+                "or check the data")
+
+
 def _flatten_config(config, prefix="") -> dict[str, Any]:
     out = {}
     d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
@@ -280,6 +326,8 @@ def train(task, config, workdir: str | os.PathLike, *, mesh=None,
     eval_fn = getattr(task, "eval_fn", None)
     peak = tm.peak_flops_per_device()
     preemption = _Preemption()
+    nonfinite = _NonfiniteRun(int(tc.get("max_nonfinite_steps", 0) or 0), state.skipped, ckpt)
+    save_due = False
     last_scalars: dict[str, float] = {}
     ckpt_metrics: dict[str, float] = {}
     preempted = False
@@ -307,6 +355,7 @@ def train(task, config, workdir: str | os.PathLike, *, mesh=None,
             step += 1
             window_steps += 1
             ctx.state = state
+            nonfinite.after_step(step, state)
             for action in actions:
                 action(step)
             if step % log_every == 0 or step == trainer.num_steps:
@@ -333,8 +382,17 @@ def train(task, config, workdir: str | os.PathLike, *, mesh=None,
             for hook in hooks:
                 hook(step, ctx)
             preempted = preemption.reached(step)
-            if preempted or step % ckpt_every == 0 or step == trainer.num_steps:
-                ckpt.save(step, state, data_iter, run_meta, metrics=ckpt_metrics or None, force=preempted)
+            final = preempted or step == trainer.num_steps
+            save_due = save_due or step % ckpt_every == 0
+            if save_due or final:
+                nonfinite.sync()
+                if nonfinite.length and not final:
+                    log.warning("step %d: not saving a checkpoint after %d non-finite step(s); "
+                                "waiting for a finite one", step, nonfinite.length)
+                else:
+                    ckpt.save(step, state, data_iter, run_meta, metrics=ckpt_metrics or None,
+                              force=preempted)
+                    save_due = False
             if preempted:
                 log.warning("preempted: checkpoint at step %d written, stopping", step)
                 break
