@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gid_jax.diffusion import (NoiseSchedule, classifier_free_guidance, ddim_sample,
-                               dpm_solver_pp_sample, multistep_coefficients, unipc_sample)
+from gid_jax.diffusion import (NoiseSchedule, classifier_free_guidance, consistency_sample,
+                               consistency_steps, ddim_sample, dpm_solver_pp_sample,
+                               multistep_coefficients, unipc_sample)
 
 MU, S = 1.5, 0.3
 SCHEDULE = NoiseSchedule.create()
@@ -42,6 +43,18 @@ def test_schedule_is_square_linear():
     assert list(SCHEDULE.sampling_steps(4)) == [999, 666, 333, 0]
     with pytest.raises(ValueError, match="sampling steps"):
         SCHEDULE.sampling_steps(0)
+
+
+def test_min_snr_loss_weight():
+    """min(SNR, γ)/SNR from ᾱ in numpy: 1 where SNR ≤ γ (high noise), γ/SNR below it."""
+    t = jnp.asarray([0, 10, 100, 400, 999])
+    abar = SCHEDULE.alphas_cumprod[np.asarray(t)]
+    snr = abar / (1 - abar)
+    np.testing.assert_allclose(SCHEDULE.loss_weight(t, "min_snr", 5.0), np.minimum(snr, 5.0) / snr, rtol=1e-5)
+    assert float(SCHEDULE.loss_weight(t, "min_snr", 5.0)[-1]) == 1.0 and snr[0] > 5.0
+    np.testing.assert_array_equal(SCHEDULE.loss_weight(t, "uniform"), np.ones(5))
+    with pytest.raises(ValueError, match="loss weighting"):
+        SCHEDULE.loss_weight(t, "snr")
 
 
 def test_sampling_grids():
@@ -212,3 +225,24 @@ def test_solver_arguments_are_checked():
         dpm_solver_pp_sample(gaussian_eps(), NOISE, SCHEDULE, 10, order=4)
     with pytest.raises(ValueError, match="sampling grid"):
         unipc_sample(gaussian_eps(), NOISE, SCHEDULE, 10, grid="karras")
+
+
+def test_consistency_sampler_with_the_exact_consistency_function():
+    """For Gaussian data the probability-flow ODE keeps (z_t − √ᾱ μ)/√v_t fixed, so its exact
+    consistency function is f(z, t) = μ + s (z_t − √ᾱ μ)/√v_t. Given as an ε-model, 1, 2 and 4
+    consistency steps must all return samples of N(μ, s²) (4096 draws: 4 standard errors)."""
+    abar_table = jnp.asarray(SCHEDULE.alphas_cumprod)
+
+    def eps_fn(z, t):
+        abar = abar_table[t].reshape((-1,) + (1,) * (z.ndim - 1))
+        f = MU + S * (z - jnp.sqrt(abar) * MU) / jnp.sqrt(abar * S**2 + 1 - abar)
+        return (z - jnp.sqrt(abar) * f) / jnp.sqrt(1 - abar)
+
+    noise = jax.random.normal(jax.random.key(3), (4096, 1, 1, 1))
+    for n in (1, 2, 4):
+        x = np.asarray(consistency_sample(eps_fn, noise, jax.random.key(n), SCHEDULE, n)).ravel()
+        assert abs(x.mean() - MU) < 4 * S / 64 and abs(x.std() - S) < 4 * S / np.sqrt(2 * 4096), (n, x.mean(), x.std())
+    assert list(consistency_steps(SCHEDULE, 4)) == [999, 749, 500, 250]
+    assert list(consistency_steps(SCHEDULE, 1)) == [999]
+    with pytest.raises(ValueError, match="consistency step"):
+        consistency_steps(SCHEDULE, 0)

@@ -9,6 +9,7 @@ import numpy as np
 
 SCHEDULES = ("scaled_linear", "linear")
 GRIDS = ("uniform", "quadratic", "logsnr")
+LOSS_WEIGHTINGS = ("uniform", "min_snr")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,22 @@ class NoiseSchedule:
         abar = jnp.asarray(self.alphas_cumprod, jnp.float32)[t]
         abar = abar.reshape(abar.shape + (1,) * (x0.ndim - 1))
         return jnp.sqrt(abar) * x0 + jnp.sqrt(1.0 - abar) * noise
+
+    def loss_weight(self, t, kind: str = "uniform", gamma: float = 5.0):
+        """Per-example weight of the ε-MSE at integer steps `t` `(B,)`.
+
+        * `uniform`: 1 (the plain ε objective of DDPM/LDM, the paper's).
+        * `min_snr`: min(SNR_t, γ) / SNR_t (Hang et al. 2023, "Min-SNR-γ"): the low-noise steps,
+          whose ε-loss is mostly about fine detail, stop dominating the gradient; the high-noise
+          steps, where the sample's layout (here: which pixels move) is decided, keep weight 1.
+        """
+        if kind == "uniform":
+            return jnp.ones(jnp.shape(t), jnp.float32)
+        if kind != "min_snr":
+            raise ValueError(f"loss weighting must be one of {LOSS_WEIGHTINGS}, got {kind!r}")
+        abar = self.alphas_cumprod
+        snr = jnp.asarray(abar / (1.0 - abar), jnp.float32)[t]
+        return jnp.minimum(snr, gamma) / snr
 
     @property
     def log_snr(self) -> np.ndarray:

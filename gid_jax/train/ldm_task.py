@@ -19,9 +19,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gid_jax.diffusion import NoiseSchedule
+from gid_jax.diffusion.schedule import LOSS_WEIGHTINGS
 from gid_jax.models.ldm import MotionLDM
 from gid_jax.models.unet import FREQ_ATTN
-from gid_jax.motion import FrequencyNormalizer
+from gid_jax.motion import FrequencyNormalizer, amplitude
 from gid_jax.train.motion_data import data_paths, finish_batch, spectral_iterator
 from gid_jax.train.task import compute_dtype
 from gid_jax.train.vae_task import LATENT_STATS
@@ -59,6 +60,9 @@ class LDMTask:
         self.trainable = (nnx.All(nnx.Param, nnx.PathContains("denoiser")) if self.stage == 1
                           else nnx.All(nnx.Param, nnx.PathContains(FREQ_ATTN)))
         self.schedule = noise_schedule(config)
+        if config.diffusion.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"config.diffusion.loss_weighting must be one of {LOSS_WEIGHTINGS}, "
+                             f"got {config.diffusion.loss_weighting!r}")
 
     def create_model(self, config, rngs):
         mean = std = None
@@ -89,9 +93,33 @@ class LDMTask:
         noise = jax.random.normal(noise_key, z0.shape, z0.dtype)
         zt = self.schedule.add_noise(z0, noise, t)
         drop = jax.random.bernoulli(drop_key, float(self.config.diffusion.cond_dropout), (b,))
-        eps = model.denoiser(zt, t, freq, image, drop_image=drop)
-        loss = jnp.mean(jnp.square(eps - noise))
-        return loss, {"latent_std": jnp.std(z0)}
+        features = model.denoiser.encode_image(image)
+        eps = model.denoiser(zt, t, freq, image, drop_image=drop, image_features=features)
+        d = self.config.diffusion
+        weight = self.schedule.loss_weight(t, d.loss_weighting, float(d.min_snr_gamma))
+        eps_loss = jnp.mean(weight * jnp.mean(jnp.square(eps - noise), axis=(1, 2, 3)))
+        metrics = {"latent_std": jnp.std(z0), "eps_loss": eps_loss}
+        loss = eps_loss
+        saliency_weight = float(self.config.saliency_loss_weight)
+        if saliency_weight > 0 and self.stage == 1:     # stage 2 freezes the image encoder
+            target = saliency_target(sv, features.shape[1:3])
+            metrics["saliency_loss"] = jnp.mean(jnp.square(features[..., 0] - target))
+            loss = loss + saliency_weight * metrics["saliency_loss"]
+        return loss, metrics
+
+
+def saliency_target(sv_normalized, size) -> jnp.ndarray:
+    """log(1 + A) `(B, h, w)`: where and how much each example moves, A = Σ_{k≥1} |S_k| of its
+    normalised spectral volume `(B, K, H, W, 4)`, area-averaged to the image features' size.
+
+    The target of the auxiliary saliency loss (`config.saliency_loss_weight`, our addition): the
+    image features' first channel learns to predict it from the image. Measured on the demo's
+    data, the ε-loss alone teaches the image encoder little (held-out localisation AUC of the
+    samples 0.72-0.78), while the same tiny encoder trained directly on this map localises the
+    motion of held-out scenes with AUC 0.91 (/tmp diagnostic, see the README)."""
+    amp = jnp.sum(amplitude(sv_normalized[:, 1:]), axis=1)
+    amp = jax.image.resize(amp, (amp.shape[0],) + tuple(size), "linear", antialias=True)
+    return jnp.log1p(amp)
 
 
 def make_ldm_task(config) -> LDMTask:
