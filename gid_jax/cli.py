@@ -72,7 +72,7 @@ def parse_drag(text: str) -> tuple[float, float, float, float]:
 
 # The sampler choices, kept here as literals so that the arguments are checked before JAX and the
 # models are imported; tests/test_loops.py checks them against gid_jax.pipeline.
-SOLVERS = ("ddim", "dpm_solver_pp", "unipc")
+SOLVERS = ("ddim", "dpm_solver_pp", "unipc", "consistency")
 GRIDS = ("uniform", "quadratic", "logsnr")
 LOOP_MODES = ("periods", "seam_guidance", "paper_guidance")
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")

@@ -47,20 +47,23 @@ from flax import nnx
 
 from data_pipelines.video_io import load_image
 from gid_jax import motion
-from gid_jax.diffusion import (GRIDS, NoiseSchedule, ddim_sample, dpm_solver_pp_sample,
-                               unipc_sample)
+from gid_jax.diffusion import (GRIDS, NoiseSchedule, consistency_sample, ddim_sample,
+                               dpm_solver_pp_sample, unipc_sample)
 from gid_jax.models.ldm import MotionLDM
 from gid_jax.models.renderer import Renderer, average_motion_magnitude
 
 PIPELINE_FILE = "pipeline.json"
 RUN_CONFIG = "config.json"   # what `gid train` writes into its workdir
 LDM_TASKS = ("ldm", "distill")  # training tasks whose runs hold a MotionLDM
-SOLVERS = ("ddim", "dpm_solver_pp", "unipc")
+SOLVERS = ("ddim", "dpm_solver_pp", "unipc", "consistency")
 # DPM-Solver++(2M) on the log-SNR grid, 10 steps: on a trained model its learning metrics match
 # DDIM-250's within seed noise at 1/16 of the time (benchmarks/solver_steps.py; README).
 DEFAULT_SOLVER = "dpm_solver_pp"
 DEFAULT_STEPS = 10
-SOLVER_DEFAULTS = {"ddim": (1, "uniform"), "dpm_solver_pp": (2, "logsnr"), "unipc": (3, "logsnr")}
+SOLVER_DEFAULTS = {"ddim": (1, "uniform"), "dpm_solver_pp": (2, "logsnr"), "unipc": (3, "logsnr"),
+                   "consistency": (1, "uniform")}
+# A distilled LDM run (configs/distill.py) samples with the consistency sampler, guidance built in.
+DISTILLED_SAMPLER = {"solver": "consistency", "num_steps": 2, "guidance_weight": 0.0}
 LOOP_MODES = ("periods", "seam_guidance", "paper_guidance")
 
 
@@ -171,9 +174,11 @@ class Pipeline:
         (without one, only the motion methods work). `sampler`: `SamplerSettings` fields."""
         ldm_dir = Path(ldm_workdir)
         ldm_cfg = _run_config(ldm_dir, LDM_TASKS)
+        distilled = ldm_cfg.get("task") == "distill"
         try:
             settings = SamplerSettings(**{"period": int(ldm_cfg.model.get("period", motion.NUM_FRAMES)),
                                           "fps": float(ldm_cfg.model.get("fps", 30.0)),
+                                          **(DISTILLED_SAMPLER if distilled else {}),
                                           **sampler}).validate()
         except (TypeError, ValueError) as err:
             raise ValueError(f"{where or ldm_dir}: invalid sampler settings ({err})") from None
@@ -189,7 +194,8 @@ class Pipeline:
             image_size, schedule = tuple(ldm_cfg.model.image_size), noise_schedule(ldm_cfg)
         except (AttributeError, KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{ldm_dir / RUN_CONFIG}: invalid LDM run config ({err})") from None
-        restore_model(ldm_dir, ldm)
+        # a distillation run holds student/... and teacher/...: the student is the model
+        restore_model(ldm_dir, ldm, source_path=("^", "student/") if distilled else ("", ""))
         renderer = None
         if renderer_cfg is not None:
             renderer = _abstract(lambda: Renderer(renderer_cfg.model, rngs=nnx.Rngs(0)),
@@ -404,7 +410,10 @@ def _sample_spectral_volumes(ldm: MotionLDM, images, key, ends, *, schedule: Noi
         return ldm.denormalize(slices)
 
     solver, order, grid = s.solver_options(guided is not None)
-    if solver == "dpm_solver_pp":
+    if solver == "consistency":      # a distilled model: guidance is in its weights
+        latents = consistency_sample(lambda z, t: ldm.denoiser.unet(z, t, None, features), noise,
+                                     sample_key, schedule, s.num_steps)
+    elif solver == "dpm_solver_pp":
         latents = dpm_solver_pp_sample(eps_fn, noise, schedule, s.num_steps, order=order, grid=grid)
     elif solver == "unipc":
         latents = unipc_sample(eps_fn, noise, schedule, s.num_steps, order=order, grid=grid)

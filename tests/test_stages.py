@@ -54,3 +54,34 @@ def test_saliency_target_is_the_pooled_log_amplitude():
     assert got.shape == (2, 16, 16)
     np.testing.assert_allclose(got.reshape(2, 4, 4, 4, 4)[:, :, 1:3, :, 1:3],
                                np.broadcast_to(want[:, :, None, :, None], (2, 4, 2, 4, 2)), rtol=1e-5)
+
+
+def test_distillation_trains_the_student_only_and_samples_in_two_steps(tiny_runs, tmp_path):
+    """Stage 5: a few consistency-distillation steps from the stage-2 run change the student, not
+    the frozen teacher; the run then loads as a Pipeline that samples with the consistency
+    sampler (no null pass) and returns finite spectral volumes."""
+    from gid_jax.config import load_config
+    from gid_jax.pipeline import Pipeline
+    from gid_jax.train import get_task, train
+
+    workdir = tmp_path / "distill"
+    config = load_config("configs/distill.py:tiny", [
+        f"--config.data.dir={tiny_runs['ldm2'].parent.parent / 'data'}",
+        f"--config.teacher_workdir={tiny_runs['ldm2']}", "--config.train.num_steps=4",
+        "--config.train.log_every=2", "--config.checkpoint.every_steps=4"])
+    train(get_task("distill", config), config, workdir)
+    assert np.all(np.isfinite(losses(workdir)))
+    model_cfg = ml_collections.ConfigDict(json.loads((tiny_runs["ldm2"] / "config.json").read_text())).model
+    fresh = {"m": nnx.state(MotionLDM(model_cfg, num_freqs=model_cfg.num_freqs, stage=2, rngs=nnx.Rngs(0)))}
+    teacher_src, _ = load_params_from(tiny_runs["ldm2"], fresh, filter="denoiser")
+    for role, same in (("teacher", True), ("student", False)):
+        got, names = load_params_from(workdir, fresh, filter="denoiser", use_ema=False,
+                                      source_path=("^", f"{role}/"))
+        equal = [np.array_equal(np.asarray(a), np.asarray(b))
+                 for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(teacher_src))]
+        assert names and (all(equal) if same else not all(equal)), role
+    pipe = Pipeline.from_runs(workdir)
+    assert (pipe.settings.solver, pipe.settings.num_steps) == ("consistency", 2)
+    image = np.random.default_rng(0).random((pipe.height, pipe.width, 3)).astype(np.float32)
+    sv = pipe.predict_spectral_volume(image, seed=0)
+    assert sv.shape == (pipe.ldm.num_freqs, pipe.height, pipe.width, 4) and np.all(np.isfinite(sv))

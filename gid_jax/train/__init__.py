@@ -13,6 +13,7 @@ TASKS: dict[str, str] = {
     "renderer": "gid_jax.train.renderer_task:make_renderer_task",
     "vae": "gid_jax.train.vae_task:make_vae_task",
     "ldm": "gid_jax.train.ldm_task:make_ldm_task",
+    "distill": "gid_jax.train.distill_task:make_distill_task",
 }
 
 _LAZY = {"Trainer": "loop", "TrainResult": "loop", "train": "loop", "TrainState": "state",
