@@ -11,27 +11,30 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 # Demo schedules on top of the `tiny` configs (which stay short for the tests), sized so the
-# whole demo fits in ~15 minutes on a 2-core CPU. The LDM's loss plateaus after ~1000 steps
-# (measured: 0.11 at 1000, 0.09 at 3000); the README says what the metrics reach.
+# whole demo fits in 15 minutes on a 2-core CPU. The LDM's loss plateaus after ~1000 steps
+# (measured: 0.11 at 1000, 0.09 at 3000); the README says what the metrics reach. Each stage
+# checkpoints once, at its end (a save costs seconds on a CPU); an interrupted demo redoes at
+# most one stage. The renderer's 150 steps only polish hole-filled splatting, where it starts.
 DEMO_TRAINING = {
     "vae": ["--config.train.num_steps=500", "--config.optimizer.learning_rate=2e-3",
-            "--config.train.ema_decay=0.99", "--config.train.log_every=20",
-            "--config.checkpoint.every_steps=200", "--config.latent_stats_batches=16"],
+            "--config.train.ema_decay=0.99", "--config.train.log_every=50",
+            "--config.checkpoint.every_steps=500", "--config.latent_stats_batches=16"],
     "ldm": ["--config.train.num_steps=1500", "--config.train.batch_size=8",
             "--config.optimizer.learning_rate=1e-3", "--config.optimizer.warmup_steps=100",
             "--config.train.ema_decay=0.995", "--config.train.log_every=50",
-            "--config.checkpoint.every_steps=500"],
+            "--config.checkpoint.every_steps=1500"],
     "ldm2": ["--config.train.num_steps=100", "--config.optimizer.learning_rate=5e-4",
              "--config.train.ema_decay=0.99", "--config.train.log_every=20",
              "--config.checkpoint.every_steps=100"],
-    "renderer": ["--config.train.num_steps=300", "--config.train.ema_decay=0.99",
-                 "--config.train.log_every=20", "--config.checkpoint.every_steps=200"],
+    "renderer": ["--config.train.num_steps=150", "--config.train.ema_decay=0.99",
+                 "--config.train.log_every=25", "--config.checkpoint.every_steps=150"],
 }
 
 
@@ -44,8 +47,9 @@ def _step(title: str) -> None:
 
 def quickstart(workdir, num_videos: int = 160, num_heldout: int = 8, size=(64, 40),
                num_frames: int = 30, seed: int = 0, fps: float = 30.0,
-               sampling_steps: int = 20, animation_frames: int = 60,
-               training: dict | None = None, motion_source: str = "ground_truth") -> Path:
+               sampling_steps: int = 10, animation_frames: int = 60,
+               training: dict | None = None, motion_source: str = "ground_truth",
+               real_videos=()) -> Path:
     """The whole method end to end on procedural data, at the tiny model sizes (CPU minutes):
     synthesise → prepare → train VAE, LDM stages 1 and 2, renderer → measure on held-out scenes
     → animate them → report. Every step is skipped when its output exists. Returns the report's
@@ -54,18 +58,26 @@ def quickstart(workdir, num_videos: int = 160, num_heldout: int = 8, size=(64, 4
     `motion_source="ground_truth"` trains on the generator's exact motion: at 64×40 the scenes
     move by fractions of a pixel, below what optical flow resolves (measured with opencv_brox:
     truly still pixels keep 28% of the moving pixels' spectral energy, 0.9% in the truth), and
-    a prior trained on flow targets learns the flow's noise. "flow" runs the paper's pipeline."""
+    a prior trained on flow targets learns the flow's noise. "flow" runs the paper's pipeline.
+    `real_videos` (real footage) join the training videos in `videos/real/`; with
+    `motion_source="auto"` they get optical flow and the procedural clips their exact motion."""
     from data_pipelines.prepare import prepare
     from data_pipelines.synth import synthesize
     from gid_jax.config import load_config
     from gid_jax.train.stages import train_stages
 
+    real_videos = [Path(v) for v in real_videos]
+    for video in real_videos:                      # before any slow work
+        if not video.is_file():
+            raise FileNotFoundError(f"{video}: real video not found")
     workdir = Path(workdir).absolute()
     runs, report_dir, data = workdir / "runs", workdir / "report", workdir / "data"
     _step(f"1/5 procedural videos → {workdir / 'videos'} (+ {num_heldout} held out)")
     synthesize(workdir / "videos", num_videos, size=size, num_frames=num_frames, fps=fps, seed=seed)
     heldout = synthesize(workdir / "heldout", num_heldout, size=size, num_frames=num_frames,
                          fps=fps, seed=seed + 1000)
+    for video in real_videos:
+        _copy_atomic(video, workdir / "videos" / "real" / video.name)
 
     _step(f"2/5 prepare: {motion_source.replace('_', ' ')} motion → spectral volumes → datasets in {data}")
     prepare(workdir / "videos", data,
@@ -79,7 +91,8 @@ def quickstart(workdir, num_videos: int = 160, num_heldout: int = 8, size=(64, 4
     _step(f"4/5 measure and animate {num_heldout} held-out scenes → {report_dir}")
     from gid_jax.pipeline import Pipeline
 
-    # u = 10: with 20 steps the paper's u = 200 (tuned for 500 steps) overshoots. w = 4: the
+    # The default solver (DPM-Solver++(2M), 10 steps; see pipeline.DEFAULT_SOLVER). u = 10 for
+    # the guided loop modes (DDIM): with few steps the paper's u = 200 overshoots. w = 4: the
     # short-trained prior's image dependence is weak and guidance amplifies it (measured on
     # held-out scenes, w = 1.75 → 4: AUC 0.72 → 0.76, amplitude ratio 1.4 → 1.6).
     pipe_dir = Pipeline.write_spec(workdir / "pipeline", runs / "ldm2", runs / "renderer",
@@ -108,18 +121,18 @@ def measure(pipe, pipe_dir, heldout: list[Path], train_videos: Path, out: Path,
     # The fixed-map floor is the mean amplitude of the *training* scenes: the best guess that
     # ignores the image.
     reference = [_true_motion(pipe, v)[1] for v in sorted(train_videos.glob("*.npz"))[:32]]
-    untrained = learning.untrained_pipeline(pipe)
-    report = learning.learning_report(pipe, tqdm(scenes, desc="learning metrics", unit="scene"),
-                                      seeds=(0, 1, 2), untrained=untrained, reference_svs=reference)
+    seeds = (0, 1, 2)
+    samples = learning.sample_scenes(pipe, [s["image"] for s in scenes], seeds)
+    report = learning.learning_report(pipe, scenes, seeds, untrained=learning.untrained_pipeline(pipe),
+                                      reference_svs=reference, samples=samples)
     renderer, seams, rows, figure = [], [], [], []
-    for scene in tqdm(scenes, desc="animate", unit="scene"):
+    for scene, (sv, *_) in tqdm(zip(scenes, samples), total=len(scenes), desc="animate", unit="scene"):
         # A few frames across the period (LPIPS's VGG-16 is slow on a CPU), splatted with the
         # whole clip's W like in training.
         traj, frames_t = scene["trajectories"], np.linspace(1, len(scene["trajectories"]) - 1, 4).astype(int)
         weight = np.sqrt(np.sum(np.square(traj), axis=-1)).mean(0)
         renderer.append(learning.renderer_metrics(pipe, scene["image"], traj[frames_t],
                                                   scene["frames"][frames_t], weight))
-        sv = pipe.predict_spectral_volume(scene["image"], seed=0)
         frames = pipe.render_motion(scene["image"], sv, animation_frames)
         seams.append(_seam(pipe, sv))
         rows.append(_animation(pipe, scene, sv, frames, out))
@@ -275,6 +288,14 @@ def _print_headline(results: dict) -> None:
           f"{_fmt(f.get('auc'))}); amplitude ratio {_fmt(m.get('amplitude_ratio'))}; image "
           f"dependence {_fmt(m.get('image_dependence'))} (truth {_fmt(f.get('image_dependence'))})",
           flush=True)
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    if not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
 
 
 def _write_atomic(path: Path, text: str) -> Path:
