@@ -33,6 +33,15 @@ The exported functions run without any gid_jax code: `exp = jax.export.deseriali
 `exp.call(dict(np.load("ldm_params.npz")), z, t, t_prev, image, w)`. They are compiled for the
 platforms named at export time (the current backend by default; see `--platforms`).
 
+Trust. A bundle is data, loaded by our own code: `Pipeline.load(BUNDLE)` parses JSON, reads the
+`.npz` arrays with `allow_pickle=False` and builds the models from the configs; it never
+deserialises the `.bin` files (only `load_exported` does, on request) and executes nothing from
+the bundle. Loading refuses symlinks, folders and files the manifest does not list, and checks
+every listed file's SHA-256. Checksums catch corruption, not tampering: whoever can edit the
+files can re-hash them. To check where a bundle came from, compare the SHA-256 of its
+`manifest.json` (`sha256sum BUNDLE/manifest.json`) with the one its publisher states. The
+manifest pins every other file's hash.
+
 Writing is atomic: the bundle is built in a temporary sibling directory and renamed into place;
 an existing bundle is only replaced with `overwrite=True` (`--overwrite`), and then only once the
 new one is complete.
@@ -340,6 +349,14 @@ def read_manifest(path: str | os.PathLike, verify: bool = True) -> dict:
     if not isinstance(files, dict) or any(name not in files for name in required):
         missing = [n for n in required if not isinstance(files, dict) or n not in files]
         raise BundleError(f"{mpath}: the manifest lists no checksum for {', '.join(missing)}")
+    # Only plain files that the manifest lists: a symlink could point anywhere outside the
+    # bundle, and an unlisted file is something the export never wrote.
+    for entry in sorted(path.iterdir()):
+        if entry.is_symlink() or not entry.is_file():
+            raise BundleError(f"{entry}: not a plain file (a bundle holds only the files its "
+                              f"{MANIFEST} lists; symlinks and folders are refused)")
+        if entry.name != MANIFEST and entry.name not in files:
+            raise BundleError(f"{entry}: not listed in {MANIFEST} (remove it or re-export the bundle)")
     for name, entry in files.items():
         fpath = path / name
         if Path(name).name != name or name == MANIFEST or not isinstance(entry, dict):

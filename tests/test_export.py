@@ -255,3 +255,18 @@ def test_failed_overwrite_keeps_the_old_bundle(bundle, tiny_runs, tmp_path, monk
     assert (copy / "manifest.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]
     export.read_manifest(copy)
+
+
+def test_symlinks_and_unlisted_files_are_refused(bundle, tmp_path):
+    """A bundle is only the plain files its manifest lists: a symlink (which could point outside
+    it) or a file the export never wrote is refused by name, before anything is loaded."""
+    copy = _copy(bundle, tmp_path)
+    (copy / "notes.txt").write_text("not from the export")
+    with pytest.raises(ValueError, match=r"notes\.txt: not listed in manifest\.json"):
+        export.read_manifest(copy)
+    (copy / "notes.txt").unlink()
+    outside = tmp_path / "outside.npz"
+    os.replace(copy / "renderer_params.npz", outside)
+    os.symlink(outside, copy / "renderer_params.npz")
+    with pytest.raises(ValueError, match=r"renderer_params\.npz: not a plain file"):
+        Pipeline.load(copy)
