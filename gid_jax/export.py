@@ -139,9 +139,7 @@ def _sampler_step_fn(structure: _Structure, alphas_cumprod: np.ndarray):
         ldm = structure.merge(params)
         features = ldm.denoiser.encode_image(image)
         steps = jnp.full((z.shape[0],), t, jnp.int32)
-        eps_cond = ldm.denoiser.unet(z, steps, None, features)
-        eps_null = ldm.denoiser.unet(z, steps, None, jnp.zeros_like(features))
-        eps = (1.0 + guidance_weight) * eps_cond - guidance_weight * eps_null
+        eps = ldm.denoiser.guided_eps(z, steps, features, guidance_weight)
         abar = table[jnp.where(t < 0, last, t)]
         abar_prev = table[jnp.where(t_prev < 0, last, t_prev)]
         x0 = (z - jnp.sqrt(1.0 - abar) * eps) / jnp.sqrt(abar)

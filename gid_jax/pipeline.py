@@ -390,18 +390,9 @@ def _sample_spectral_volumes(ldm: MotionLDM, images, key, ends, *, schedule: Noi
     k = ldm.num_freqs
     h, w, c = ldm.latent_shape(height, width)
     features = ldm.denoiser.encode_image(images)
-    null = jnp.zeros_like(features)
-
-    both = jnp.concatenate([features, null])
 
     def eps_fn(z, t):
-        """Classifier-free guidance with the conditional and null passes as one UNet call on a
-        doubled batch: one copy of the UNet to compile instead of two, and bigger kernels."""
-        if s.guidance_weight == 0:
-            return ldm.denoiser.unet(z, t, None, features)
-        eps = ldm.denoiser.unet(jnp.concatenate([z, z]), jnp.concatenate([t, t]), None, both)
-        cond, uncond = jnp.split(eps, 2)
-        return (1.0 + s.guidance_weight) * cond - s.guidance_weight * uncond
+        return ldm.denoiser.guided_eps(z, t, features, s.guidance_weight)
     noise_key, sample_key = jax.random.split(key)
     noise = jax.random.normal(noise_key, (b * k, h, w, c))
 

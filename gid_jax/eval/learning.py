@@ -318,9 +318,9 @@ def sample_scenes(model, images: Sequence, seeds: Sequence[int], batch_size: int
     for idx in by_shape.values():
         for start in range(0, len(idx), batch_size):
             chunk = idx[start:start + batch_size]
+            batch = np.stack([images[i] for i in chunk])
             for j, seed in enumerate(seeds):
-                out = predictor.batch(np.stack([images[i] for i in chunk]), seed)
-                for i, sv in zip(chunk, out):
+                for i, sv in zip(chunk, predictor.batch(batch, seed)):
                     samples[i][j] = sv
     return samples
 

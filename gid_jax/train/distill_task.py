@@ -75,11 +75,7 @@ class DistillTask(LDMTask):
 
         abar = jnp.asarray(self.schedule.alphas_cumprod, jnp.float32)
         w = float(self.config.distill.guidance_weight)
-        features = teacher.denoiser.encode_image(image)
-        both = jnp.concatenate([features, jnp.zeros_like(features)])
-        eps_c, eps_u = jnp.split(teacher.denoiser.unet(jnp.concatenate([z_hi, z_hi]),
-                                                       jnp.concatenate([t_hi, t_hi]), None, both), 2)
-        eps = (1.0 + w) * eps_c - w * eps_u
+        eps = teacher.denoiser.guided_eps(z_hi, t_hi, teacher.denoiser.encode_image(image), w)
         a_hi, a_lo = (abar[t].reshape((-1, 1, 1, 1)) for t in (t_hi, t_lo))
         x0_teacher = predict_x0(z_hi, eps, a_hi)
         z_lo = jax.lax.stop_gradient(jnp.sqrt(a_lo) * x0_teacher + jnp.sqrt(1.0 - a_lo) * eps)
