@@ -56,6 +56,7 @@ import tensorflow as tf
 from clu.data import dataset_iterator as clu_iterator
 
 from data_pipelines import augment as aug
+from data_pipelines.dataset_format import decode_spectral_volume
 
 GEOMETRY_PLACES = ("host", "device")
 _STATE_FORMAT = "gid_jax.InputIterator/1"
@@ -71,20 +72,6 @@ class TfdsSource:
 
     data_dir: str
     split: str = "train"
-
-
-def default_decode_spectral_volume(example) -> tf.Tensor:
-    """Fallback decoder: the 'spectral_volume' feature cast to float32."""
-    return tf.cast(example["spectral_volume"], tf.float32)
-
-
-def _spectral_decoder() -> Callable:
-    """`data_pipelines.prepare.decode_spectral_volume` when that module provides one."""
-    try:
-        from data_pipelines import prepare  # noqa: PLC0415 - optional, written separately
-    except ImportError:
-        return default_decode_spectral_volume
-    return getattr(prepare, "decode_spectral_volume", default_decode_spectral_volume)
 
 
 # The features each kind of dataset must have; its images ('image', 'target_image') may be PNG.
@@ -128,7 +115,7 @@ def load_tfds(source: TfdsSource, process_index: int, process_count: int, kind: 
     ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders,
                             read_config=tfds.ReadConfig(interleave_cycle_length=1))
     image_shape = tuple(features["image"].shape)
-    decode_sv = _spectral_decoder() if kind == "spectral" else None
+    decode_sv = decode_spectral_volume if kind == "spectral" else None
 
     def decode(example):
         example = dict(example)

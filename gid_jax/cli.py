@@ -33,12 +33,15 @@ def _cmd_synth(args) -> None:
 
 
 def _cmd_prepare(args) -> None:
-    from data_pipelines.prepare import prepare, summary
+    from data_pipelines.prepare import prepare
     from gid_jax.config import load_config
 
+    if args.verbose:  # the libraries' INFO too (Beam's runner and workers)
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(_quiet_libraries)
     config = load_config(args.config, args.overrides)
-    result = prepare(args.videos, args.out, config, beam_options=args.beam_options)
-    print(summary(result))
+    # prepare prints the progress bar and, at the end, its summary.
+    prepare(args.videos, args.out, config, beam_options=args.beam_options, verbose=args.verbose)
 
 
 def _cmd_train(args) -> int:
@@ -295,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep = sub.add_parser(
         "prepare", help="turn a folder of videos into training datasets",
         usage="gid prepare --videos DIR --out DATA_DIR [--config FILE:VARIANT] "
-              "[--config.FIELD=VALUE ...] [-- BEAM_OPTIONS ...]",
+              "[--config.FIELD=VALUE ...] [--verbose] [-- BEAM_OPTIONS ...]",
         description="Decode every video (mp4/mov/webm/gif/frame folders) at the training fps and "
         "size, compute optical flow from every 10th frame to each of the next 149, FFT the "
         "trajectories into spectral volumes, drop camera-motion and static clips, and write TFDS "
@@ -309,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--config", default="configs/prepare.py:paper",
                       help="config FILE:VARIANT (default: configs/prepare.py:paper; tiny for tests); "
                       "override fields with --config.FIELD=VALUE")
+    prep.add_argument("--verbose", action="store_true",
+                      help="show Apache Beam's INFO logging (runner and worker start-up, channels)")
     prep.set_defaults(run=_cmd_prepare)
 
     trn = sub.add_parser(

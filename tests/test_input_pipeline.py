@@ -276,3 +276,18 @@ def test_tfds_directory_source(tmp_path, arrays):
     assert ids[0].isdisjoint(ids[1]) and ids[0] | ids[1] == set(range(N))
     with pytest.raises(FileNotFoundError, match="not found"):
         ip.make_dataset(tmp_path / "nope", 3, seed=0, process_index=0, process_count=1)
+
+
+def test_readers_do_not_import_apache_beam():
+    """Training and the input pipeline read the format module only, not the Beam writer."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; import data_pipelines.dataset_format; "
+            "assert not {'apache_beam', 'tensorflow'} & set(sys.modules), 'format module'; "
+            "import gid_jax.train.motion_data, data_pipelines.input_pipeline; "
+            "assert 'apache_beam' not in sys.modules, 'readers'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]

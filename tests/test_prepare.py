@@ -1,4 +1,5 @@
-"""Preprocessing: videos → TFDS spectral-volume / renderer-pair datasets (data_pipelines/prepare.py).
+"""Preprocessing: videos → TFDS spectral-volume / renderer-pair datasets (data_pipelines/prepare.py,
+clip_cache.py, beam_writer.py, dataset_format.py).
 
 One module-scoped `prepare` run on procedural videos with known motion (+ a static one, a shaking
 one and a corrupt file) backs most tests; the resume test makes its own small run.
@@ -17,6 +18,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 tfds = pytest.importorskip("tensorflow_datasets")
 
+from data_pipelines import clip_cache as C  # noqa: E402
+from data_pipelines import dataset_format as F  # noqa: E402
 from data_pipelines import prepare as P  # noqa: E402
 from data_pipelines.synth import generate_video, load_ground_truth, synthesize, write_example  # noqa: E402
 from gid_jax.config import load_config  # noqa: E402
@@ -72,11 +75,11 @@ def test_prepare_writes_readable_datasets_and_reports_bad_files(prepared):
     assert set(skipped) == {"corrupt.mp4", "short.mp4"}, r.skipped
     assert "corrupt" in skipped["corrupt.mp4"] and "too short" in skipped["short.mp4"]
     assert sum(r.videos.values()) == 5
-    splits = {P.split_of(v, 0.3) for v in ("synth_00000.mp4", "synth_00001.mp4", "synth_00002.mp4",
+    splits = {C.split_of(v, 0.3) for v in ("synth_00000.mp4", "synth_00001.mp4", "synth_00002.mp4",
                                             "static.mp4", "shaky.mp4")}
     h, w, k = cfg.height, cfg.width, cfg.num_freqs
     spectral = tfds.builder_from_directory(r.dataset_dirs["spectral"])
-    assert set(spectral.info.splits.keys()) <= set(P.SPLITS)
+    assert set(spectral.info.splits.keys()) <= set(F.SPLITS)
     total = 0
     for split, n in r.examples.items():
         if n == 0:
@@ -121,13 +124,13 @@ def test_filters_drop_static_and_camera_motion(prepared):
 def test_clip_filter_thresholds_on_synthetic_maps():
     s = dict(camera_motion_threshold_px=1.0, camera_motion_fraction=0.95, static_threshold_px=1.0)
     w = np.full((40, 64), 1.5, np.float32)
-    assert P.clip_filter(w, s) == "camera_motion"          # everything moves > 1 px
+    assert C.clip_filter(w, s) == "camera_motion"          # everything moves > 1 px
     w[:, :4] = 0.0                                          # 6.25% still: not camera motion
-    assert P.clip_filter(w, s) is None
-    assert P.clip_filter(np.full((40, 64), 0.5, np.float32), s) == "static"
+    assert C.clip_filter(w, s) is None
+    assert C.clip_filter(np.full((40, 64), 0.5, np.float32), s) == "static"
     sparse = np.zeros((40, 64), np.float32)
     sparse[:10] = 8.0                                       # a quarter moves a lot: mean 2 px
-    assert P.clip_filter(sparse, s) is None
+    assert C.clip_filter(sparse, s) is None
 
 
 def _prepared_examples(r):
@@ -135,7 +138,7 @@ def _prepared_examples(r):
     for split, n in r.examples.items():
         if n:
             ds = tfds.builder_from_directory(r.dataset_dirs["spectral"]).as_dataset(split=split)
-            for ex in tfds.as_numpy(ds.map(lambda e: dict(e, sv=P.decode_spectral_volume(e)))):
+            for ex in tfds.as_numpy(ds.map(lambda e: dict(e, sv=F.decode_spectral_volume(e)))):
                 got[(ex["video"].decode(), int(ex["start_frame"]))] = ex
     return got
 
@@ -195,16 +198,16 @@ def test_resume_after_killed_run_reuses_finished_videos(tmp_path):
     # About resuming, not filtering: keep every clip.
     cfg = tiny_config(test_fraction=0.0, static_threshold_px=0.0, camera_motion_fraction=1.0)
     settings = P._settings(cfg)
-    sources = P._sources_elements(str(videos), settings)
+    sources = C.source_elements(str(videos), settings)
     cache = out / "cache"
     # "Killed" run: the first video finished, the second died mid-write (stray temp file),
     # TFDS left an incomplete dataset folder behind.
-    first = P.ensure_cache(sources[0], settings, str(cache))
+    first = C.ensure_cache(sources[0], settings, str(cache))
     assert first["status"] == "ok"
     done_npz, done_json = cache / f"{sources[0]['key']}.npz", cache / f"{sources[0]['key']}.json"
     old = (done_npz.stat().st_mtime_ns, done_json.stat().st_mtime_ns)
     (cache / f".{sources[1]['key']}.npz.tmp-deadbeef").write_bytes(b"half")
-    stray = out / P.DATASET_NAME / "spectral" / "incomplete.abc123.1.0.0"
+    stray = out / F.DATASET_NAME / "spectral" / "incomplete.abc123.1.0.0"
     stray.mkdir(parents=True)
     (stray / "gid_motion-train.tfrecord-00000-of-00001").write_bytes(b"half")
 
@@ -221,17 +224,17 @@ def test_resume_after_killed_run_reuses_finished_videos(tmp_path):
         P.prepare(videos, out, tiny_config(test_fraction=0.0, num_freqs=4), progress=False)
 
 
-@pytest.mark.parametrize("encoding", P.SV_ENCODINGS)
+@pytest.mark.parametrize("encoding", F.SV_ENCODINGS)
 def test_encodings_round_trip_in_numpy_and_tf(encoding):
     rng = np.random.default_rng(0)
     # Spectral-volume-like data: magnitudes decaying with frequency over four decades.
     sv = (rng.standard_normal((8, 6, 5, 4)) * np.geomspace(30, 0.003, 8)[:, None, None, None]).astype(np.float32)
-    data, scale = P.encode_spectral_volume(sv, encoding)
-    dec_np = P.decode_spectral_volume_np(data, scale)
-    dec_tf = P.decode_spectral_volume({"spectral_volume": tf.constant(data),
+    data, scale = F.encode_spectral_volume(sv, encoding)
+    dec_np = F.decode_spectral_volume_np(data, scale)
+    dec_tf = F.decode_spectral_volume({"spectral_volume": tf.constant(data),
                                        "spectral_scale": tf.constant(scale)}).numpy()
     np.testing.assert_allclose(dec_tf, dec_np, rtol=1e-6, atol=1e-12)
-    err = P.encoding_error(sv[None], encoding, num_frames=30)
+    err = F.encoding_error(sv[None], encoding, num_frames=30)
     bound = {"float32": 0.0, "float16": 1e-3, "int8_sqrt": 2e-2}[encoding]
     assert err["coef_rel_l2_worst_freq"] <= bound, err
 
@@ -248,9 +251,9 @@ def test_bad_input_gives_one_line_errors(tmp_path):
 
 def test_split_is_deterministic_and_near_ten_percent():
     names = [f"dir/video_{i:04d}.mp4" for i in range(4000)]
-    test = [n for n in names if P.split_of(n, 0.1) == "test"]
+    test = [n for n in names if C.split_of(n, 0.1) == "test"]
     assert 0.08 < len(test) / len(names) < 0.12
-    assert test == [n for n in names if P.split_of(n, 0.1) == "test"]
+    assert test == [n for n in names if C.split_of(n, 0.1) == "test"]
 
 
 def test_ground_truth_motion_source_stores_the_exact_motion(tmp_path):
@@ -300,3 +303,85 @@ def test_ground_truth_motion_source_needs_the_npz(tmp_path):
         P.prepare(videos, tmp_path / "out", tiny_config(motion_source="ground_truth"), progress=False)
     with pytest.raises(ValueError, match="motion_source must be one of"):
         P.prepare(videos, tmp_path / "out", tiny_config(motion_source="exact"), progress=False)
+
+
+def _write_frame_folder(folder: Path, frames: np.ndarray, numbers):
+    import cv2
+
+    folder.mkdir(parents=True)
+    for n in numbers:
+        rgb = np.round(frames[n] * 255).astype(np.uint8)
+        cv2.imwrite(str(folder / f"{n:04d}.png"), rgb[..., ::-1])
+
+
+def test_frame_gaps_of_numbered_names():
+    names = [f"f_{i:04d}.png" for i in range(31) if i != 17]
+    assert C.frame_gaps(names) == [(17, [17])]
+    assert C.frame_gaps([f"{i}.png" for i in range(0, 20, 2)]) == []          # every 2nd frame
+    assert C.frame_gaps([f"{i}.png" for i in (0, 2, 4, 10, 12)]) == [(3, [6, 8])]
+    assert C.frame_gaps(["a.png", "b.png"]) == [] and C.frame_gaps(["x1.png", "y3.png"]) == []
+
+
+def test_frame_folder_with_a_missing_frame_is_split_at_the_gap(tmp_path, caplog):
+    """0000..0040 without 0035: 35 + 5 continuous frames. The clip from frame 10 (T=30) would
+    span the gap, so only the one from frame 0 is made; log, report and summary name the gap."""
+    video = generate_video(6, size=SIZE, num_frames=41)
+    _write_frame_folder(tmp_path / "videos" / "frames", video.frames, [n for n in range(41) if n != 35])
+    cfg = tiny_config(test_fraction=0.0, static_threshold_px=0.0, camera_motion_fraction=1.0)
+    with caplog.at_level("WARNING"):
+        r = P.prepare(tmp_path / "videos", tmp_path / "out", cfg, progress=False)
+    report = json.loads(Path(r.report_path).read_text())
+    (entry,) = report["videos"]
+    assert entry["video"] == "frames" and entry["missing_frames"] == [35]
+    assert [c["start"] for c in entry["clips"]] == [0]
+    assert r.gaps == [("frames", [35])] and "frames: missing frame 35" in P.summary(r)
+    warned = [m for m in caplog.messages if "missing frame" in m]
+    assert len(warned) == 1 and str(tmp_path / "videos" / "frames") in warned[0] and "35" in warned[0]
+    got = _prepared_examples(r)
+    assert sorted(got) == [("frames", 0)]
+
+
+def test_truncated_cache_file_is_recomputed(tmp_path, caplog):
+    videos = tmp_path / "videos"
+    synthesize(videos, 2, size=SIZE, num_frames=32, fps=30.0, seed=6, progress=False)
+    out = tmp_path / "out"
+    cfg = tiny_config(test_fraction=0.0, static_threshold_px=0.0, camera_motion_fraction=1.0)
+    settings = P._settings(cfg)
+    sources = C.source_elements(str(videos), settings)
+    assert C.ensure_cache(sources[0], settings, str(out / "cache"))["status"] == "ok"
+    npz = out / "cache" / f"{sources[0]['key']}.npz"
+    data = npz.read_bytes()
+    npz.write_bytes(data[:len(data) // 2])        # e.g. a full disk during a copy of OUT
+    with caplog.at_level("WARNING"):
+        r = P.prepare(videos, out, cfg, progress=False)
+    assert r.examples["train"] == 2 and r.skipped == []
+    warned = [m for m in caplog.messages if str(npz) in m]
+    assert len(warned) == 1 and "damaged" in warned[0]
+    assert set(C.load_cache(str(npz))) >= {"sv", "images", "start_frames"}
+
+
+def test_unknown_flow_backend_is_refused_before_anything_is_written(tmp_path):
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "a.mp4").write_bytes(b"not a video")
+    with pytest.raises(ValueError, match=r"flow_backend must be .*opencv_brox.*got 'nosuch'") as err:
+        P.prepare(tmp_path / "videos", tmp_path / "out", tiny_config(flow_backend="nosuch"), progress=False)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_prints_its_summary_once_without_beam_info(tmp_path):
+    import subprocess
+    import sys
+
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    synthesize(videos, 1, size=SIZE, num_frames=32, fps=30.0, seed=6, progress=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "gid_jax.cli", "prepare", "--videos", str(videos), "--out", str(out),
+         "--config", "configs/prepare.py:tiny", "--config.test_fraction=0",
+         "--config.static_threshold_px=0", "--config.camera_motion_fraction=1.0", "--config.num_workers=1",
+         "--config.direct_running_mode=multi_processing"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count(f"prepared {out} in ") == 1, run.stdout
+    for chatter in ("INFO:apache_beam", "Pipeline_options", "Control channel established"):  # workers' INFO
+        assert chatter not in run.stderr, run.stderr[-3000:]

@@ -6,7 +6,7 @@ import os
 
 from data_pipelines.augment import AugmentConfig, augment_batch_jax
 from data_pipelines.input_pipeline import make_dataset
-from data_pipelines.prepare import dataset_paths
+from data_pipelines.dataset_format import dataset_paths
 
 
 def data_paths(config) -> dict[str, str]:
