@@ -446,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_quiet_libraries)
+    from gid_jax.logs import quiet_libraries
+
+    quiet_libraries()   # the libraries' known noise (Orbax, TFDS), at any level
     from gid_jax.config import split_overrides
 
     argv = list(sys.argv[1:] if argv is None else argv)

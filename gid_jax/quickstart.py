@@ -84,7 +84,8 @@ def quickstart(workdir, num_videos: int = 160, num_heldout: int = 8, size=(64, 4
             load_config("configs/prepare.py:tiny", [f"--config.motion_source={motion_source}"]))
 
     def announce(i, n, name, run):
-        _step(f"3/5 train {name} ({i + 1}/{n}) → {run}")
+        done = " (already trained)" if (run / "FINISHED").exists() else ""
+        _step(f"3/5 train {name} ({i + 1}/{n}) → {run}{done}")
 
     train_stages(runs, "tiny", data, DEMO_TRAINING if training is None else training, announce)
 

@@ -11,13 +11,15 @@ One step directory `<workdir>/checkpoints/<step>/` holds three items:
 Retention: the last `keep` checkpoints plus the best `keep_best` by `best_metric` (orbax
 LatestN ∪ BestN preservation policies). Restoring walks back from the newest step: a checkpoint
 that cannot be read (truncated/corrupt file, missing item) is moved to
-`<workdir>/checkpoints_corrupt/` (never deleted) with a warning, and the previous one is tried.
+`<workdir>/checkpoints_corrupt/` (never deleted) with one warning, and the previous one is tried.
+A checkpoint that cannot be written (e.g. a full disk) raises CheckpointWriteError, one line.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -34,6 +36,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint import checkpoint_managers as ocm
 
+from gid_jax.logs import quiet_libraries
 from gid_jax.parallel.rules import path_str
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,18 @@ log = logging.getLogger(__name__)
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint exists but was written by an incompatible run (model, batch, processes)."""
+
+
+class CheckpointWriteError(OSError):
+    """Saving a checkpoint failed (full disk, lost storage): Orbax's error as one line."""
+
+
+def _reason(err: BaseException, limit: int = 300) -> str:
+    """The end of an (Orbax/TensorStore) error's first line: the innermost cause, without the
+    kilobytes of TensorStore spec it appends."""
+    text = str(err).strip().split(" [tensorstore_spec", 1)[0]
+    text = ": ".join(text.splitlines()[0].split(": ")[-2:]) if text else type(err).__name__
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 # ----------------------------------------------------------------------------- data iterator item
@@ -152,7 +167,9 @@ class Checkpointer:
     """Save / restore-with-fallback of training runs (see module docstring)."""
 
     def __init__(self, directory: str | os.PathLike, ckpt_cfg: Any, *, read_only: bool = False):
+        quiet_libraries()   # Orbax's tracebacks of failed reads/writes, its read-only notices
         self.directory = Path(directory).absolute()
+        self._writing: int | None = None   # the step of the last save, which may still be running
         self.cfg = ckpt_cfg
         keep = int(ckpt_cfg.get("keep", 3))
         keep_best = int(ckpt_cfg.get("keep_best", 0))
@@ -189,14 +206,32 @@ class Checkpointer:
         meta = dict(meta, step=int(step), state_signature=tree_signature(state))
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), data=DataIteratorSave(data_iter),
                                   meta=ocp.args.JsonSave(_jsonable(meta)))
-        return self.manager.save(int(step), args=args, metrics=metrics, force=force)
+        try:   # also raises the error of the previous (async) save
+            saved = self.manager.save(int(step), args=args, metrics=metrics, force=force)
+        except (OSError, ValueError) as err:
+            raise self._write_error(err, self._writing or step) from err
+        if saved:
+            self._writing = int(step)
+        return saved
+
+    def _write_error(self, err: BaseException, step: int | None) -> CheckpointWriteError:
+        reason = _reason(err)
+        if "No space left on device" in str(err) or getattr(err, "errno", None) == errno.ENOSPC:
+            reason = "no space left on device"
+        which = "a checkpoint" if step is None else f"checkpoint {step}"
+        return CheckpointWriteError(f"{self.directory}: {which} could not be written ({reason})")
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        try:
+            self.manager.wait_until_finished()
+        except (OSError, ValueError) as err:
+            raise self._write_error(err, self._writing) from err
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self.wait()
+        finally:
+            self.manager.close()
 
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
@@ -235,10 +270,11 @@ class Checkpointer:
             ok = _all_processes_ok(err is None)
             if ok:
                 return step, state, meta
-            log.warning("checkpoint at step %d in %s cannot be restored (%s: %s); falling back to the "
-                        "previous one", step, self.directory, type(err).__name__ if err else "other host",
-                        str(err).splitlines()[0][:300] if err else "failed on another process")
-            self._quarantine(step)
+            moved = self._quarantine(step)
+            log.warning("checkpoint at step %d in %s cannot be restored (%s); moved it to %s, falling "
+                        "back to the previous one", step, self.directory,
+                        f"{type(err).__name__}: {_reason(err)}" if err else "failed on another process",
+                        moved or f"{self.directory.name}_corrupt/")
         return None
 
     def _check_meta(self, step, meta, abstract_state, expected):
@@ -258,17 +294,19 @@ class Checkpointer:
                     + "; ".join(diffs[:5]) + more + ". Use a new workdir, or train.init_from to start "
                     "from its parameters")
 
-    def _quarantine(self, step: int) -> None:
+    def _quarantine(self, step: int) -> Path | None:
+        """Moves the step's directory aside (process 0); returns where it went."""
+        dst = None
         if jax.process_index() == 0:
             src = self.directory / str(step)
             dst_root = self.directory.parent / (self.directory.name + "_corrupt")
             dst_root.mkdir(parents=True, exist_ok=True)
-            dst = dst_root / f"{step}_{time.strftime('%Y%m%d-%H%M%S')}"
             if src.exists():
+                dst = dst_root / f"{step}_{time.strftime('%Y%m%d-%H%M%S')}"
                 shutil.move(os.fspath(src), os.fspath(dst))
-                log.warning("moved unreadable checkpoint %s to %s", src, dst)
         _barrier(f"gid_quarantine_{step}")
         self.manager.reload()
+        return dst
 
 
 def _barrier(name: str) -> None:
@@ -307,8 +345,12 @@ def load_params_from(workdir: str | os.PathLike, targets: dict[str, Any], *, fil
     ckpt_dir = Path(workdir).absolute() / "checkpoints"   # Orbax needs absolute paths
     if not ckpt_dir.exists():
         raise FileNotFoundError(f"train.init_from: {ckpt_dir} does not exist (no checkpoints in {workdir})")
+    quiet_libraries()
+    # Every item of the step has its handler, else Orbax warns about each one it cannot read.
     mgr = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(read_only=True, create=False),
-                                item_handlers={"state": ocp.PyTreeCheckpointHandler()})
+                                item_handlers={"state": ocp.PyTreeCheckpointHandler(),
+                                               "data": DataIteratorHandler(),
+                                               "meta": ocp.JsonCheckpointHandler()})
     try:
         steps = sorted(mgr.all_steps())
         if not steps:
@@ -380,7 +422,7 @@ def load_params_from(workdir: str | os.PathLike, targets: dict[str, Any], *, fil
             new.append(jnp.copy(value) if source in used else value)
             used.add(source)
         out[tname] = jax.tree_util.tree_unflatten(treedef, new)
-    log.info("init_from %s step %d (%s): copied %d arrays", workdir, step, trainable_src, len(names))
+    log.info("copied %d arrays from %s, step %d (%s)", len(names), workdir, step, trainable_src)
     return out, names
 
 

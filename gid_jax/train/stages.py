@@ -39,8 +39,10 @@ def train_stages(runs_dir, variant: str, data_dir, overrides: dict | None = None
     """Trains every stage that has not finished yet (a `FINISHED` marker is written when a run
     reaches its last step, so a re-run resumes or skips). Returns `{name: workdir}`."""
     from gid_jax.config import load_config
+    from gid_jax.logs import quiet_libraries
     from gid_jax.train import get_task, train
 
+    quiet_libraries()
     runs = {}
     plan = stage_plan(runs_dir, variant, data_dir, overrides)
     for i, (name, spec, extra, workdir) in enumerate(plan):
