@@ -17,6 +17,10 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.num_freqs = 16 if paper else 4              # K (PAPER.md 2.1)
     c.image_size = (160, 256) if paper else (32, 48)  # (H, W): 256x160 (PAPER.md 2.2)
+    # Rematerialisation of the denoiser U-Net's blocks in the backward pass (memory for compute):
+    # "none" | "full" | "dots_saveable" | "convs_saveable" (gid_jax/models/layers.py remat_policy).
+    # The forward function is the same for every choice. The compute dtype is train.compute_dtype.
+    c.remat = "none"
 
     # Motion VAE: LDM KL autoencoder over one 4-channel frequency slice (PAPER.md 4.1).
     c.vae = ml_collections.ConfigDict(dict(

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from gid_jax.parallel.rules import LOGICAL_AXIS_RULES, format_rules
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -23,7 +25,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         num_steps=750_000,            # LDM: 750K steps (PAPER.md 4.3); renderer 300K (PAPER.md 6)
         batch_size=96,                # GLOBAL batch over all hosts; LDM 96, renderer 32
         grad_accum_steps=1,           # k micro-batches per optimiser step (lax.scan); batch % k == 0
-        compute_dtype="float32",      # "bfloat16" for mixed precision; params stay float32
+        compute_dtype="float32",      # "bfloat16" for mixed precision; params, grads, loss float32
+        # Persistent XLA compilation cache: a rerun of the same step skips compilation. "" = off;
+        # the JAX_COMPILATION_CACHE_DIR environment variable, when set, wins over this field.
+        compilation_cache_dir="~/.cache/gid_jax/jax_cache",
         ema_decay=0.9999,             # NOT RECOVERED (PAPER.md 4.3); 0 disables the EMA copy
         log_every=100,                # steps between metric writes (TensorBoard + metrics.jsonl)
         progress_every_secs=60.0,     # clu ReportProgress (steps/s, ETA)
@@ -55,7 +60,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         grad_clip_norm=1.0,           # global-norm clipping; 0 disables. NOT RECOVERED
     ))
 
-    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))  # -1 = the rest
+    # Mesh axis sizes (-1 = the rest) and the logical-axis rule table, "name=axis1+axis2,name2=,..."
+    # (an empty right side: never sharded). A `--config.mesh.rules=...` string need only name the
+    # entries it changes, e.g. "embed=,conv_in=" (plain data parallel). The 'batch' rule sets the
+    # batch axes of the input. Recipes: docs/parallelism.md.
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1,
+                                            rules=format_rules(LOGICAL_AXIS_RULES)))
 
     c.checkpoint = ml_collections.ConfigDict(dict(
         every_steps=5000,

@@ -418,8 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
         "WORKDIR/report/report.md. Finished steps are reused on re-runs.")
     quick.add_argument("--workdir", required=True, help="directory for videos and the report")
     quick.add_argument("--num-videos", type=int, default=160, help="training videos (default: 160)")
-    quick.add_argument("--num-heldout", type=int, default=8,
-                       help="held-out scenes to measure on (default: 8)")
+    quick.add_argument("--num-heldout", type=int, default=32,
+                       help="held-out scenes the learning metrics use; the first 8 are animated (default: 32)")
     quick.add_argument("--size", type=parse_size, default=(64, 40), help="WIDTHxHEIGHT (default: 64x40)")
     quick.add_argument("--frames", type=int, default=30,
                        help="frames per video (default: 30, one period T of the tiny models)")

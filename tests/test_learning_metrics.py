@@ -120,7 +120,7 @@ def test_learning_report_floors_and_ceiling():
 
     refs = [s["true_sv"] for s in scenes]
     rep = L.learning_report(oracle, scenes, seeds=(0, 1, 2), untrained=lambda im, s: np.zeros((6, 12, 16, 4)),
-                            reference_svs=refs)
+                            reference_svs=refs, resampled_wind=[[s["true_sv"], 2 * s["true_sv"]] for s in scenes])
     model, floors, truth = rep["model"], rep["floors"], rep["ceiling"]["truth"]
     assert model["auc"] == pytest.approx(1.0) and model["amplitude_ratio"] == pytest.approx(1.0, rel=1e-5)
     assert model["spectrum_log_error"] == pytest.approx(0.0, abs=1e-5)
@@ -133,6 +133,9 @@ def test_learning_report_floors_and_ceiling():
     assert floors["untrained"]["auc"] == 0.5 and floors["untrained"]["phase_diversity"] is None
     assert truth["auc"] == 1.0 and truth["amplitude_ratio"] == pytest.approx(1.0)
     assert rep["fixed_map_source"] == "reference_scenes" and rep["num_scenes"] == 4
+    assert rep["model_stderr"]["auc"] == 0.0                   # every scene exact
+    wind = rep["ceiling"]["resampled_wind"]                     # scored like a sampler: draw 0
+    assert wind["amplitude_ratio"] == pytest.approx(1.0, rel=1e-5) and wind["amplitude_agreement"] == pytest.approx(1.0)
     loo = L.learning_report(oracle, [(s["image"], s["true_sv"]) for s in scenes], seeds=(0,))
     assert loo["fixed_map_source"] == "leave_one_out" and "phase_diversity" not in loo["model"]
     assert loo["floors"]["fixed_map"]["image_dependence"] < 0       # the stated bias
@@ -144,6 +147,35 @@ def test_score_predictions_shorter_k_prediction():
     scores = L.score_predictions([truth[:3]], [truth], [mask])
     assert scores["auc"] == 1.0 and math.isnan(scores["image_dependence"])
     assert scores["spectrum_log_error"] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_resampled_wind_ceiling_is_reachable_not_perfect():
+    # Other gusts of the same procedural scene: the right place (AUC far above chance), about
+    # the right amount, but not the truth's own draw.
+    draws = L.resampled_wind_svs(7, (1, 2), size=(64, 40), num_frames=30, num_freqs=8)
+    truth = L.procedural_scenes(1, seed=7, size=(64, 40), num_frames=30, num_freqs=8)[0]["true_sv"]
+    mask = L.moving_mask_from_sv(truth)
+    for sv in draws:
+        assert 0.8 < L.localisation_auc(sv, mask) < 1.0
+        assert 0.4 < L.amplitude_ratio(sv, truth, mask) < 2.5
+    assert not np.allclose(draws[0], draws[1])
+
+
+def test_stderr_over_scenes_matches_numpy():
+    rng = np.random.default_rng(6)
+    truths, preds, masks = [], [], []
+    for _ in range(5):
+        truth, mask = _random_sv(rng)
+        truths.append(truth), masks.append(mask)
+        preds.append(truth * rng.uniform(0.5, 2.0))            # right place, scene-dependent scale
+    scores = L.score_predictions(preds, truths, masks, with_stderr=True)
+    ratios = [L.amplitude_ratio(p, t, m) for p, t, m in zip(preds, truths, masks)]
+    assert scores["amplitude_ratio"] == pytest.approx(np.mean(ratios))
+    assert scores["stderr"]["amplitude_ratio"] == pytest.approx(np.std(ratios, ddof=1) / np.sqrt(5))
+    assert scores["stderr"]["auc"] == pytest.approx(0.0, abs=1e-12)   # scaling keeps the ranking
+    dep = L.image_dependence(preds, truths)
+    assert scores["image_dependence"] == pytest.approx(dep)
+    assert "stderr" not in L.score_predictions(preds, truths, masks)
 
 
 def test_renderer_metrics_zero_motion_splat_reproduces_image():

@@ -339,3 +339,19 @@ def test_photographs_are_shipped_and_used(videos):
         if bg.sum() > 200:
             detail.append(np.abs(f - cv2.GaussianBlur(f, (0, 0), 1.5)).mean(-1)[bg].mean())
     assert np.median(detail) > 0.006, detail
+
+
+def test_wind_seed_redraws_only_the_wind():
+    base = generate_video(7, size=(64, 40), num_frames=30)
+    other = generate_video(7, size=(64, 40), num_frames=30, wind_seed=1)
+    again = generate_video(7, size=(64, 40), num_frames=30, wind_seed=1)
+    np.testing.assert_array_equal(other.trajectories, again.trajectories)      # deterministic
+    assert not np.allclose(base.trajectories, other.trajectories, atol=1e-3)   # other gusts
+    for key in ("wind_strength", "kinds", "theme", "photo"):                   # the same scene
+        assert base.scene.get(key) == other.scene.get(key)
+    assert [o["kind"] for o in base.scene["objects"]] == [o["kind"] for o in other.scene["objects"]]
+    np.testing.assert_allclose(base.mode_frequencies, other.mode_frequencies)
+    # the same things move: moving masks (motion std > 5% of the max) overlap
+    moving = [np.linalg.norm(v.trajectories.std(0), axis=-1) for v in (base, other)]
+    masks = [m > 0.05 * m.max() for m in moving]
+    assert (masks[0] & masks[1]).sum() / (masks[0] | masks[1]).sum() > 0.7

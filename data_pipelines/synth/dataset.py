@@ -235,18 +235,26 @@ def _limit_amplitudes(b: SceneBuilder, q: np.ndarray, max_disp: float) -> tuple[
 
 
 def generate_video(seed: int, size=(256, 160), num_frames=150, fps=30.0, camera_shake_prob=0.0,
-                   static_prob=0.0) -> SynthVideo:
+                   static_prob=0.0, wind_seed: int | None = None) -> SynthVideo:
     """One procedural clip with exact motion: photographic backgrounds and static rigid objects,
-    and plants, grass, cloth and candle flames that move as their size and shape suggest."""
+    and plants, grass, cloth and candle flames that move as their size and shape suggest.
+
+    `wind_seed` redraws only the wind's gusts and turbulence: the same scene, objects and mean
+    wind strength in other weather. No image shows the gusts, so these clips are what a perfect
+    sampler of the scene's motion would draw (`gid_jax.eval.learning` scores them as a ceiling)."""
     width, height = _check_args(size, num_frames, fps, camera_shake_prob, static_prob)
     with _single_threaded():
-        return _generate(seed, width, height, int(num_frames), float(fps), camera_shake_prob, static_prob)
+        return _generate(seed, width, height, int(num_frames), float(fps), camera_shake_prob,
+                         static_prob, wind_seed)
 
 
-def _generate(seed, width, height, num_frames, fps, camera_shake_prob, static_prob) -> SynthVideo:
+def _generate(seed, width, height, num_frames, fps, camera_shake_prob, static_prob,
+              wind_seed=None) -> SynthVideo:
     num_frames, fps = int(num_frames), float(fps)
     ss = np.random.SeedSequence(int(seed))
     scene_rng, wind_rng, shake_rng, flag_rng = (np.random.default_rng(s) for s in ss.spawn(4))
+    if wind_seed is not None:
+        wind_rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(wind_seed)]))
     static = bool(flag_rng.random() < static_prob)
     shaking = bool(flag_rng.random() < camera_shake_prob)
     # log-uniform from a breeze to strong wind; windless clips come from static_prob

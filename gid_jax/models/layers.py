@@ -13,6 +13,13 @@ Blocks (LDM / ADM architecture):
 * :class:`MultiHeadSelfAttention` over a sequence ``(N, L, C)``; :class:`SpatialAttention`
   (GroupNorm pre-norm, attention over the h*w positions, residual).
 * :func:`sinusoidal_embedding`, :class:`EmbeddingMLP` — timestep / frequency-index embeddings.
+* :func:`remat_policy` — the rematerialisation choices of ``config.model.remat``.
+
+Both attentions (spatial, and the U-Net's frequency attention, built on
+:class:`MultiHeadSelfAttention`) call ``jax.nn.dot_product_attention``, which picks the fused
+cuDNN kernel where it applies. ResBlock outputs are pinned to the ``('batch', 'height', 'width',
+'channels')`` rules while a trainer traces its step (:func:`gid_jax.parallel.rules.constrain`; a
+no-op elsewhere), so tensor-parallel partial results are gathered at block boundaries.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gid_jax.models.sharding import partitioned
+from gid_jax.parallel.rules import constrain
 
 __all__ = [
     "Downsample",
@@ -38,8 +46,35 @@ __all__ = [
     "check_sizes",
     "conv",
     "linear",
+    "remat_policy",
     "sinusoidal_embedding",
 ]
+
+IMAGE_AXES = ("batch", "height", "width", "channels")   # logical names of an NHWC activation
+
+
+def _save_dots_and_convs(prim, *_, **__) -> bool:
+    return prim in (jax.lax.dot_general_p, jax.lax.conv_general_dilated_p)
+
+
+# config.model.remat -> (remat on?, jax.checkpoint policy). "full": keep only block inputs and
+# recompute everything in the backward pass (least memory); "dots_saveable": keep matmul outputs
+# (the attention projections); "convs_saveable": keep matmul and conv outputs, recompute only
+# the cheap elementwise work (norms, SiLU) - the usual choice for a conv net.
+REMAT_POLICIES = {
+    "none": (False, None),
+    "full": (True, None),
+    "dots_saveable": (True, jax.checkpoint_policies.dots_saveable),
+    "convs_saveable": (True, _save_dots_and_convs),
+}
+
+
+def remat_policy(name: str):
+    """``(enabled, policy)`` for a ``config.model.remat`` name (ValueError naming the choices)."""
+    try:
+        return REMAT_POLICIES[str(name)]
+    except KeyError:
+        raise ValueError(f"model.remat must be one of {sorted(REMAT_POLICIES)}, got {name!r}") from None
 
 _default_kernel_init = nnx.initializers.lecun_normal()
 _zeros = nnx.initializers.zeros_init()
@@ -141,7 +176,7 @@ class ResBlock(nnx.Module):
             h = self.dropout(h)
         h = self.conv2(h)
         skip = self.skip(x) if self.skip is not None else x.astype(h.dtype)
-        return skip + h
+        return constrain(skip + h, IMAGE_AXES)
 
 
 class Downsample(nnx.Module):

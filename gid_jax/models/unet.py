@@ -31,6 +31,11 @@ other parameter path is identical in both stages, so ``nnx.update(stage2, nnx.st
 nnx.Param))`` (:func:`load_stage1`) loads a stage-1 model. :func:`trainable_filter` /
 :func:`frozen_filter` give the ``nnx`` filters for ``nnx.Optimizer(model, tx, wrt=...)`` and
 ``nnx.DiffState``.
+
+Memory: ``remat`` (``config.model.remat``: "none" | "full" | "dots_saveable" | "convs_saveable",
+:func:`gid_jax.models.layers.remat_policy`) wraps every U-Net block (ResBlock + attentions) in
+``nnx.remat``: its activations are recomputed in the backward pass instead of being kept. The
+forward function is unchanged.
 """
 
 from __future__ import annotations
@@ -42,8 +47,10 @@ from flax import nnx
 
 from gid_jax.models.image_encoder import ImageEncoder
 from gid_jax.models.layers import (Downsample, EmbeddingMLP, MultiHeadSelfAttention, Norm,
-                                   ResBlock, SpatialAttention, Upsample, check_sizes, conv)
+                                   ResBlock, SpatialAttention, Upsample, check_sizes, conv,
+                                   remat_policy)
 from gid_jax.models.sharding import partitioned
+from gid_jax.parallel.rules import constrain
 
 __all__ = [
     "FREQ_ATTN",
@@ -116,8 +123,9 @@ class FrequencyAttention(nnx.Module):
     def __call__(self, x, num_freqs: int):
         bk, h, w, c = x.shape
         b = bk // num_freqs
-        y = x.reshape(b, num_freqs, h, w, c).transpose(0, 2, 3, 1, 4).reshape(b * h * w,
-                                                                              num_freqs, c)
+        # All K slices of an example on one device (the 'freq' rule is never sharded).
+        y = constrain(x.reshape(b, num_freqs, h, w, c), ("batch", "freq", "height", "width", "channels"))
+        y = y.transpose(0, 2, 3, 1, 4).reshape(b * h * w, num_freqs, c)
         y = self.norm(y.astype(jnp.float32)).astype(x.dtype)
         y = self.attn(y)
         y = y.reshape(b, h, w, num_freqs, c).transpose(0, 3, 1, 2, 4).reshape(bk, h, w, c)
@@ -173,7 +181,9 @@ class UNet(nnx.Module):
                  head_channels: int = 32, *, frequency_attention: bool = False,
                  freq_attention_levels: Optional[Sequence[int]] = None,
                  freq_attention_heads: int = 8, dropout: float = 0.0,
-                 image_conditioning: str = "input", dtype=jnp.float32, rngs: nnx.Rngs):
+                 image_conditioning: str = "input", remat: str = "none", dtype=jnp.float32,
+                 rngs: nnx.Rngs):
+        self.remat, self.remat_policy = remat_policy(remat)
         if image_conditioning not in IMAGE_CONDITIONING:
             raise ValueError(f"UNet: image_conditioning must be one of {IMAGE_CONDITIONING}, got "
                              f"{image_conditioning!r}")
@@ -235,17 +245,24 @@ class UNet(nnx.Module):
         self.conv_out = conv(ch, latent_channels, 3, zero_init=True, dtype=dtype, rngs=rngs)
 
     @classmethod
-    def from_config(cls, cfg, *, frequency_attention: bool = False, dtype=jnp.float32,
-                    rngs: nnx.Rngs) -> "UNet":
-        """Build from the ``unet`` block of ``configs/models.py``."""
+    def from_config(cls, cfg, *, frequency_attention: bool = False, remat: str = "none",
+                    dtype=jnp.float32, rngs: nnx.Rngs) -> "UNet":
+        """Build from the ``unet`` block of ``configs/models.py`` (``remat``: ``model.remat``)."""
         return cls(cfg.latent_channels, cfg.image_feature_channels, cfg.base_channels,
                    tuple(cfg.channel_multipliers), cfg.num_res_blocks, tuple(cfg.attention_levels),
                    cfg.head_channels, frequency_attention=frequency_attention,
                    freq_attention_levels=tuple(cfg.get("freq_attention_levels",
                                                        range(len(cfg.channel_multipliers)))),
                    freq_attention_heads=cfg.freq_attention_heads, dropout=cfg.dropout,
-                   image_conditioning=cfg.get("image_conditioning", "input"), dtype=dtype,
-                   rngs=rngs)
+                   image_conditioning=cfg.get("image_conditioning", "input"), remat=remat,
+                   dtype=dtype, rngs=rngs)
+
+    def _run(self, blk, x, emb, k, spatial):
+        """One block, rematerialised when ``remat`` asks for it (``k`` stays a Python int)."""
+        if not self.remat:
+            return blk(x, emb, k, spatial)
+        return nnx.remat(lambda m, x, e, s: m(x, e, k, s), policy=self.remat_policy)(
+            blk, x, emb, spatial)
 
     def __call__(self, z, t, freq_index, image_features, *, drop_image=None):
         if z.ndim != 4 or z.shape[-1] != self.latent_channels:
@@ -287,16 +304,16 @@ class UNet(nnx.Module):
         nrb = self.num_res_blocks
         for i, blk in enumerate(self.down_blocks):
             level = i // nrb
-            hcur = blk(hcur, emb, k, spatial[level])
+            hcur = self._run(blk, hcur, emb, k, spatial[level])
             skips.append(hcur)
             if (i + 1) % nrb == 0 and level < len(self.downsamples):
                 hcur = self.downsamples[level](hcur)
                 skips.append(hcur)
-        hcur = self.mid(hcur, emb, k, spatial[-1])
+        hcur = self._run(self.mid, hcur, emb, k, spatial[-1])
         for i, blk in enumerate(self.up_blocks):
             j = i // (nrb + 1)
-            hcur = blk(jnp.concatenate([hcur, skips.pop().astype(hcur.dtype)], axis=-1), emb, k,
-                       spatial[self.num_levels - 1 - j])
+            hcur = self._run(blk, jnp.concatenate([hcur, skips.pop().astype(hcur.dtype)], axis=-1),
+                             emb, k, spatial[self.num_levels - 1 - j])
             if (i + 1) % (nrb + 1) == 0 and j < len(self.upsamples):
                 hcur = self.upsamples[j](hcur)
         return self.conv_out(self.norm_out(hcur)).astype(jnp.float32)
@@ -320,7 +337,7 @@ class MotionDenoiser(nnx.Module):
                     rngs: nnx.Rngs) -> "MotionDenoiser":
         return cls(ImageEncoder.from_config(model_cfg, dtype=dtype, rngs=rngs),
                    UNet.from_config(model_cfg.unet, frequency_attention=frequency_attention,
-                                    dtype=dtype, rngs=rngs))
+                                    remat=model_cfg.get("remat", "none"), dtype=dtype, rngs=rngs))
 
     def encode_image(self, image):
         return self.image_encoder(image)

@@ -2,7 +2,8 @@
 
 Every host's input pipeline yields its own slice of the global batch (global batch / process
 count examples); `host_to_global` stitches those slices into one global array per key, split
-over BATCH_AXES on the leading dimension, with `jax.make_array_from_process_local_data`.
+on the leading dimension over the mesh axes of the 'batch' rule of the rule table (`rules`,
+default the built-in table), with `jax.make_array_from_process_local_data`.
 """
 
 from __future__ import annotations
@@ -13,29 +14,29 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gid_jax.parallel.mesh import BATCH_AXES
+from gid_jax.parallel.rules import batch_axes
 
 
-def batch_spec(mesh: Mesh, extra_leading: int = 0) -> PartitionSpec:
+def batch_spec(mesh: Mesh, extra_leading: int = 0, rules=None) -> PartitionSpec:
     """PartitionSpec splitting dimension `extra_leading` over the batch axes that exist in `mesh`."""
-    axes = tuple(a for a in BATCH_AXES if a in mesh.shape and mesh.shape[a] > 1)
+    axes = tuple(a for a in batch_axes(rules) if a in mesh.shape and mesh.shape[a] > 1)
     batch = None if not axes else axes[0] if len(axes) == 1 else axes
     return PartitionSpec(*([None] * extra_leading), batch)
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, batch_spec(mesh))
+def batch_sharding(mesh: Mesh, rules=None) -> NamedSharding:
+    return NamedSharding(mesh, batch_spec(mesh, rules=rules))
 
 
-def batch_shards(mesh: Mesh) -> int:
-    """How many ways the batch dimension is split (data × fsdp)."""
-    return int(np.prod([mesh.shape[a] for a in BATCH_AXES if a in mesh.shape]))
+def batch_shards(mesh: Mesh, rules=None) -> int:
+    """How many ways the batch dimension is split (by default data × fsdp)."""
+    return int(np.prod([mesh.shape[a] for a in batch_axes(rules) if a in mesh.shape]))
 
 
-def host_to_global(batch: Any, mesh: Mesh) -> Any:
+def host_to_global(batch: Any, mesh: Mesh, rules=None) -> Any:
     """Pytree of host-local numpy arrays (leading dim = this host's examples) → global jax.Arrays."""
-    sharding = batch_sharding(mesh)
-    shards = batch_shards(mesh)
+    sharding = batch_sharding(mesh, rules)
+    shards = batch_shards(mesh, rules)
 
     def one(x):
         x = np.asarray(x)
@@ -44,7 +45,7 @@ def host_to_global(batch: Any, mesh: Mesh) -> Any:
         global_n = x.shape[0] * jax.process_count()
         if global_n % shards:
             raise ValueError(f"global batch {global_n} ({x.shape[0]} per host × {jax.process_count()} hosts) "
-                             f"is not divisible by the data×fsdp mesh size {shards}")
+                             f"is not divisible by the batch axes' mesh size {shards}")
         return jax.make_array_from_process_local_data(sharding, x, (global_n,) + x.shape[1:])
 
     return jax.tree.map(one, batch)

@@ -17,8 +17,8 @@ import jax
 from jax.sharding import AxisType, Mesh
 
 MESH_AXES: tuple[str, ...] = ("data", "fsdp", "tensor")
-# Batch dimension of every input array is split over these axes (data parallel × FSDP).
-BATCH_AXES: tuple[str, ...] = ("data", "fsdp")
+# Keys of `config.mesh` that are not axis sizes (the logical-axis rule table, gid_jax.parallel.rules).
+NON_AXIS_KEYS: tuple[str, ...] = ("rules",)
 
 
 def _as_dict(mesh_config: Any) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def _as_dict(mesh_config: Any) -> dict[str, Any]:
         mesh_config = mesh_config.to_dict()
     if not isinstance(mesh_config, Mapping):
         raise ValueError(f"mesh config must be a mapping with keys {MESH_AXES}, got {mesh_config!r}")
-    return dict(mesh_config)
+    return {k: v for k, v in mesh_config.items() if k not in NON_AXIS_KEYS}
 
 
 def resolve_mesh_shape(mesh_config: Any, num_devices: int) -> tuple[int, ...]:

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 # `--config.x=y` overrides of the `tiny` configs; None = `quickstart.DEMO_TRAINING`).
 # "demo": exactly `make demo` (CPU minutes); the shipped bundle until a "small" run finishes.
 DEMO = {
-    "data": {"num_videos": 160, "num_heldout": 8, "size": [64, 40], "num_frames": 30, "seed": 0,
+    "data": {"num_videos": 160, "num_heldout": 32, "size": [64, 40], "num_frames": 30, "seed": 0,
              "motion_source": "ground_truth"},
     "training": None,
 }
@@ -43,7 +43,7 @@ _VAE = ["--config.model.vae.base_channels=32"]
 _DENOISER = ["--config.model.unet.base_channels=32", "--config.model.unet.num_res_blocks=2",
              "--config.model.image_encoder.base_channels=16"]
 SMALL = {
-    "data": {"num_videos": 320, "num_heldout": 8, "size": [64, 40], "num_frames": 30, "seed": 0,
+    "data": {"num_videos": 320, "num_heldout": 32, "size": [64, 40], "num_frames": 30, "seed": 0,
              "motion_source": "auto", "real_videos": ["tests/data/tree.avi"]},
     "training": {
         "vae": _VAE + ["--config.train.num_steps=2000", "--config.optimizer.learning_rate=2e-3",

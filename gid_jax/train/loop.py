@@ -1,10 +1,18 @@
 """The one generic training loop: `train(task, config, workdir)` for every stage.
 
-Per step: host-local batch → global array (sharded over ('data','fsdp')) → one jitted, donated,
+Per step: host-local batch → global array (sharded by the 'batch' rule of `config.mesh.rules`,
+by default over ('data','fsdp')) → one jitted, donated,
 explicitly sharded step: (micro-batched) loss and gradients → NaN/inf guard → optax update →
 EMA → CLU metric accumulation. Around it: checkpoints (async, with the input position and RNG;
 exact resume), SIGTERM → final save, metrics to TensorBoard + metrics.jsonl, clu ReportProgress /
 Profile, periodic evaluation, steps/s, examples/s and MFU.
+
+Compile time: the step is compiled ahead of time (`jit(...).lower(...).compile()`, logged in one
+line with its FLOPs); `train.compilation_cache_dir` turns on JAX's persistent compilation cache
+(default ~/.cache/gid_jax/jax_cache, "" = off), so a rerun or a resume loads the compiled step
+instead of compiling it again. `perf/steps_per_sec` leaves out the first step run by a process
+(its one-off cost, warm-up of the allocator and the first transfers, goes to
+`perf/first_step_seconds`).
 
 Divergence: the guard skips a non-finite step, but a run that keeps producing them has diverged.
 After `train.max_nonfinite_steps` consecutive skipped steps `train` raises TrainingDiverged. A
@@ -34,7 +42,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from gid_jax.parallel import arrays as parr
 from gid_jax.parallel.distributed import initialize_distributed
 from gid_jax.parallel.mesh import create_mesh, mesh_summary
-from gid_jax.parallel.rules import tree_shardings
+from gid_jax.parallel.rules import activation_sharding, rules_from_config, tree_shardings
 from gid_jax.train import metrics as tm
 from gid_jax.train.checkpoint import Checkpointer, load_params_from
 from gid_jax.train.optim import create_optimizer, ema_update, schedule_step
@@ -63,29 +71,30 @@ class Trainer:
     def __init__(self, task, config, mesh=None):
         self.task, self.config = task, config
         self.mesh = mesh if mesh is not None else create_mesh(config.mesh)
+        self.rules = rules_from_config(config.get("mesh", None))
         tc = config.train
         self.num_steps = int(tc.num_steps)
         self.global_batch = int(tc.batch_size)
         self.accum = int(tc.get("grad_accum_steps", 1) or 1)
         self.nan_guard = bool(tc.get("nan_guard", True))
         self.ema_decay = float(tc.get("ema_decay", 0.0) or 0.0)
-        pc, shards = jax.process_count(), parr.batch_shards(self.mesh)
+        pc, shards = jax.process_count(), parr.batch_shards(self.mesh, self.rules)
         if self.global_batch % pc:
             raise ValueError(f"train.batch_size={self.global_batch} is not divisible by the {pc} processes")
         if self.global_batch % (shards * self.accum):
-            raise ValueError(f"train.batch_size={self.global_batch} must be divisible by data×fsdp "
-                             f"({shards}) × grad_accum_steps ({self.accum})")
+            raise ValueError(f"train.batch_size={self.global_batch} must be divisible by the batch "
+                             f"axes' size ({shards}) × grad_accum_steps ({self.accum})")
         self.tx, self.schedule = create_optimizer(config.optimizer, self.num_steps)
         self.trainable = trainable_filter(task)
         self.graphdef, _, _ = nnx.split(abstract_model(task, config), self.trainable, ...)
         self.init_fn = make_init_fn(task, config, self.tx, self.trainable, self.ema_decay)
         abstract = jax.eval_shape(self.init_fn, jax.random.PRNGKey(0))
-        self.state_shardings = tree_shardings(abstract, self.mesh)
+        self.state_shardings = tree_shardings(abstract, self.mesh, self.rules)
         self.abstract_state = jax.tree.map(
             lambda s, sub: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), sub),
             self.state_shardings, abstract)
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
-        self.batch_sharding = parr.batch_sharding(self.mesh)
+        self.batch_sharding = parr.batch_sharding(self.mesh, self.rules)
         self.metric_collection = None
         self._compiled = None
         self.flops_per_step = None
@@ -127,7 +136,7 @@ class Trainer:
         # Micro-batch i = examples i, i+k, i+2k, ...: every device keeps its own examples.
         micro = jax.tree.map(lambda x: x.reshape((x.shape[0] // k, k) + x.shape[1:]).swapaxes(0, 1), batch)
         micro = jax.lax.with_sharding_constraint(
-            micro, NamedSharding(self.mesh, parr.batch_spec(self.mesh, extra_leading=1)))
+            micro, NamedSharding(self.mesh, parr.batch_spec(self.mesh, extra_leading=1, rules=self.rules)))
         first = jax.tree.map(lambda x: x[0], micro)
         aux_shape = jax.eval_shape(lambda: vg(params, rest, first, rng)[0][1][0])
         zeros_aux = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shape)
@@ -183,13 +192,20 @@ class Trainer:
                          in_shardings=(self.state_shardings, self.batch_sharding, self.replicated),
                          out_shardings=(self.state_shardings, self.replicated),
                          donate_argnums=(0, 2))
-        t0 = time.time()
-        self._compiled = jitted.lower(self.abstract_state, abstract_batch, empty).compile()
-        self.compile_seconds = time.time() - t0
+        t0 = time.perf_counter()
+        with activation_sharding(self.mesh, self.rules):   # models' `constrain` calls apply
+            lowered = jitted.lower(self.abstract_state, abstract_batch, empty)
+        t1 = time.perf_counter()
+        self._compiled = lowered.compile()
+        self.lower_seconds, self.compile_seconds = t1 - t0, time.perf_counter() - t0
         flops = tm.compiled_flops(self._compiled)
         # XLA counts a while-loop body once: scale the scanned micro-batch work by k.
         self.flops_per_step = None if flops is None else flops * self.accum
         return self._compiled
+
+    def host_to_global(self, host_batch):
+        """This host's numpy batch → global arrays split like the step expects."""
+        return parr.host_to_global(host_batch, self.mesh, self.rules)
 
     def empty_metrics(self):
         return jax.device_put(self.metric_collection.empty(), self.replicated)
@@ -279,6 +295,21 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def enable_compilation_cache(path: str | None) -> str | None:
+    """Point JAX's persistent compilation cache at `path` (expanded; "" = leave it off) unless
+    JAX already has a cache directory (the JAX_COMPILATION_CACHE_DIR environment variable, or
+    an earlier call). Returns the directory in use, or None."""
+    current = jax.config.jax_compilation_cache_dir
+    if current:
+        return current
+    if not path:
+        return None
+    path = os.path.expanduser(os.fspath(path))
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    return path
+
+
 def train(task, config, workdir: str | os.PathLike, *, mesh=None,
           hooks: Iterable[Callable[[int, "TrainContext"], None]] = ()) -> TrainResult:
     """Train `task` as configured, in `workdir` (resuming from its newest good checkpoint).
@@ -287,6 +318,7 @@ def train(task, config, workdir: str | os.PathLike, *, mesh=None,
     Returns when `train.num_steps` is reached or after a SIGTERM-triggered save (`preempted=True`).
     """
     initialize_distributed()
+    cache_dir = enable_compilation_cache(config.train.get("compilation_cache_dir", ""))
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(task, config, mesh)
@@ -335,25 +367,33 @@ def train(task, config, workdir: str | os.PathLike, *, mesh=None,
     log.info("training %s: steps %d→%d, global batch %d, mesh %s, %d process(es)", run_meta["task"], step,
              trainer.num_steps, trainer.global_batch, mesh_summary(trainer.mesh), pc)
     try:
-        window_t, window_steps = None, 0
+        window_t, window_steps, first_step_seconds = None, 0, None
         while step < trainer.num_steps:
             try:
                 host_batch = next(data_iter)
             except StopIteration:
                 log.warning("the training iterator ran out at step %d; stopping", step)
                 break
-            batch = parr.host_to_global(host_batch, trainer.mesh)
-            if macc is None:
+            batch = trainer.host_to_global(host_batch)
+            first = macc is None
+            if first:
                 trainer.compile(batch)
                 macc = trainer.empty_metrics()
-                log.info("step compiled in %.1fs; %s FLOPs/step/device", trainer.compile_seconds,
-                         f"{trainer.flops_per_step:.3g}" if trainer.flops_per_step else "unknown")
-            if window_t is None:
-                window_t = time.perf_counter()
+                log.info("AOT compile of the train step: %.1fs (trace+lower %.1fs), %s FLOPs/step/"
+                         "device, compilation cache %s", trainer.compile_seconds,
+                         trainer.lower_seconds,
+                         f"{trainer.flops_per_step:.3g}" if trainer.flops_per_step else "unknown",
+                         cache_dir or "off")
+                first_t = time.perf_counter()
             with jax.profiler.StepTraceAnnotation("train", step_num=step):
                 state, macc = trainer.step(state, batch, macc)
             step += 1
-            window_steps += 1
+            if first:   # one-off costs stay out of the steady-state steps/s
+                jax.block_until_ready(state)
+                first_step_seconds = time.perf_counter() - first_t
+                window_t, window_steps = time.perf_counter(), 0
+            else:
+                window_steps += 1
             ctx.state = state
             nonfinite.after_step(step, state)
             for action in actions:
@@ -361,13 +401,18 @@ def train(task, config, workdir: str | os.PathLike, *, mesh=None,
             if step % log_every == 0 or step == trainer.num_steps:
                 scalars = tm.collection_to_floats(macc, "train/")
                 macc = trainer.empty_metrics()
-                dt = time.perf_counter() - window_t
-                sps = window_steps / dt if dt > 0 else float("nan")
                 scalars["train/skipped_steps_total"] = float(jax.device_get(state.skipped))
-                scalars["perf/steps_per_sec"] = sps
-                scalars["perf/examples_per_sec"] = sps * trainer.global_batch
-                if peak and trainer.flops_per_step:
-                    scalars["perf/mfu"] = trainer.flops_per_step * sps / peak
+                if first_step_seconds is not None:
+                    scalars["perf/compile_seconds"] = trainer.compile_seconds
+                    scalars["perf/first_step_seconds"] = first_step_seconds
+                    first_step_seconds = None
+                if window_steps:     # none yet when a log falls on the first step
+                    jax.block_until_ready(state)
+                    sps = window_steps / (time.perf_counter() - window_t)
+                    scalars["perf/steps_per_sec"] = sps
+                    scalars["perf/examples_per_sec"] = sps * trainer.global_batch
+                    if peak and trainer.flops_per_step:
+                        scalars["perf/mfu"] = trainer.flops_per_step * sps / peak
                 writer.write_scalars(step, scalars)
                 last_scalars = scalars
                 ckpt_metrics.update(scalars)
