@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_step  # noqa: E402  (stage configs without data, synthetic batches)
 
-# Paper batch sizes (PAPER.md 4.3, 6), per device on one device. Stage 2 sees all 16 slices of
+# Paper batch sizes (docs/method.md §4.3, §6), per device on one device. Stage 2 sees all 16 slices of
 # an example: 4 examples = 64 slices (train_step.py --analyze, bf16: ~13.7 GB per example, 5 fit in 80 GB).
 PAPER_BATCH = {"ldm": 96, "ldm_freq_attn": 4, "vae": 32, "renderer": 32}
 TINY_BATCH = {"ldm": 4, "ldm_freq_attn": 2, "vae": 4, "renderer": 4}

@@ -12,6 +12,8 @@ import time
 import numpy as np
 
 from gid_jax.eval import features as F
+from gid_jax.eval.i3d import I3DFeatures
+from gid_jax.eval.inception import InceptionFeatures
 from gid_jax.eval.frechet import frechet_distance_from_features
 from gid_jax.eval.kid import kernel_inception_distance
 
@@ -37,11 +39,11 @@ def main():
         "kid_2048d_10x1000_s": _timed(lambda: kernel_inception_distance(a, b, num_subsets=10)),
     }
     if F.default_weights_path("inception_v3"):
-        net = F.InceptionFeatures(batch_size=args.images)
+        net = InceptionFeatures(batch_size=args.images)
         x = rng.uniform(size=(args.images, 128, 256, 3)).astype(np.float32)
         out["inception_s_per_image"] = _timed(lambda: net(x)) / args.images
     if F.default_weights_path("i3d_kinetics400"):
-        net = F.I3DFeatures(batch_size=args.videos)
+        net = I3DFeatures(batch_size=args.videos)
         v = rng.uniform(size=(args.videos, 16, 128, 256, 3)).astype(np.float32)
         out["i3d_s_per_16frame_clip"] = _timed(lambda: net(v)) / args.videos
     import jax

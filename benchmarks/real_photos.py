@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gid_jax.atomic import atomic_path
+
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = [REPO / "data_pipelines/synth/photos" / f"{n}.jpg" for n in ("bg_summer", "tex_facade", "bg_water")]
 VIDEO = REPO / "tests/data/tree.avi"
@@ -71,9 +73,8 @@ def main(argv=None) -> None:
             fig.colorbar(im, ax=list(row), fraction=0.02, pad=0.01)
         out = Path(args.figure)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp.png")
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(out)
+        with atomic_path(out, ".png") as tmp:
+            fig.savefig(tmp, dpi=110)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ memory of the inference pipeline; prints one JSON object.
     python benchmarks/sampling.py --solver unipc --steps 20                      # UniPC-3
 
 Weights are random (timing does not depend on them), so no trained checkpoint is needed.
-PAPER.md: 0.5 s per DDIM step (~2 min per spectral volume) and 25 frames/s rendering on a V100.
+docs/method.md §10.1: 0.5 s per DDIM step (~2 min per spectral volume) and 25 frames/s rendering on a V100.
 """
 
 from __future__ import annotations

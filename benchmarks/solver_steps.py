@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gid_jax.atomic import atomic_path
 from gid_jax.eval import learning as L
 
 METRICS = ("auc", "amplitude_ratio", "spectrum_log_error", "image_dependence")
@@ -88,9 +89,8 @@ def plot(rows: list[dict], path: str) -> None:
         ax.set_title(m.replace("_", " "))
     axes[0].legend()
     fig.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def main(argv=None) -> None:

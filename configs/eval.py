@@ -1,4 +1,4 @@
-"""Evaluation: metrics of PAPER.md 9.1 and the sweep grid (`gid_jax.eval.sweep.run_sweep`).
+"""Evaluation: metrics of docs/method.md §9.1 and the sweep grid (`gid_jax.eval.sweep.run_sweep`).
 
     get_config("paper")   # the paper's protocol: 150 frames, 256x128 center crop, FVD16/32 ...
     get_config("tiny")    # small grid for CPU tests
@@ -21,7 +21,7 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     c.data_dir = ""                         # a `gid prepare` output folder (its test split)
     c.split = "test"
     c.checkpoints = ("runs/train",)         # pipeline directories or exported bundles
-    # Sweep axes: every combination is one cell. Paper values: DDIM 250 steps (PAPER.md 10).
+    # Sweep axes: every combination is one cell. Paper values: DDIM 250 steps (docs/method.md §4.3).
     c.grid = ml_collections.ConfigDict(dict(
         num_steps=(250,) if paper else (2, 4),
         guidance_weight=(1.0,) if paper else (1.0, 2.0),  # NOT RECOVERED: CFG weight
@@ -32,7 +32,7 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     c.seed = 0
     c.num_videos = -1 if paper else 2      # test videos per cell (-1: the whole split; NOT RECOVERED)
 
-    # Metrics (PAPER.md 9.1)
+    # Metrics (docs/method.md §9.1)
     m = c.metrics = ml_collections.ConfigDict()
     m.num_frames = 150 if paper else 32      # generated without temporal interpolation
     m.crop = (128, 256)                      # (H, W): 256x128 center crop from 256x160

@@ -1,4 +1,4 @@
-"""Stage 2 of 4: LDM stage 1, the denoiser on single frequency slices (PAPER.md 4.2, 4.3, 5).
+"""Stage 2 of 4: LDM stage 1, the denoiser on single frequency slices (docs/method.md §4.2, §4.3, §5).
 
     gid train --config configs/ldm.py:paper --workdir runs/ldm \\
         --config.data.dir=DATA_DIR --config.vae_workdir=runs/vae
@@ -36,8 +36,8 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     # tiny: 1 (measured, demo data, 1500 steps, 8 held-out scenes, w = 1.75: AUC 0.72 → 0.76,
     # image dependence 0.19 → 0.25; weight 4 is no better than 1).
     c.saliency_loss_weight = 0.0 if paper else 1.0
-    c.optimizer.learning_rate = 5e-5 if paper else 2e-3   # "5^-5" = 5e-5 (PAPER.md 4.3)
-    c.train.batch_size = 96 if paper else 4                # PAPER.md 4.3
+    c.optimizer.learning_rate = 5e-5 if paper else 2e-3   # "5^-5" = 5e-5 (docs/method.md §4.3)
+    c.train.batch_size = 96 if paper else 4                # docs/method.md §4.3
     c.train.num_steps = 500_000 if paper else 40           # of 750K in all; NOT RECOVERED split
     del c["latent_stats_batches"]
     return c

@@ -1,4 +1,4 @@
-"""Stage 3 of 4: LDM stage 2, frequency attention on a frozen stage-1 model (PAPER.md 5).
+"""Stage 3 of 4: LDM stage 2, frequency attention on a frozen stage-1 model (docs/method.md §5).
 
     gid train --config configs/ldm_freq_attn.py:paper --workdir runs/ldm2 \\
         --config.data.dir=DATA_DIR --config.ldm_workdir=runs/ldm

@@ -1,6 +1,6 @@
 """Network sizes for every model of the method: `get_config("tiny" | "paper")`.
 
-`paper` holds the paper's numbers (PAPER.md sections 4-6); fields marked NOT RECOVERED are our
+`paper` holds the paper's numbers (docs/method.md §4-§6; §10 lists them all); fields marked NOT RECOVERED are our
 choices where the paper is silent. `tiny` is small enough for CPU tests. Stage configs
 (`configs/<stage>.py`) take their `model` block from here.
 """
@@ -15,14 +15,14 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         raise ValueError(f"configs/models.py: variant must be 'tiny' or 'paper', got {variant!r}")
     paper = variant == "paper"
     c = ml_collections.ConfigDict()
-    c.num_freqs = 16 if paper else 4              # K (PAPER.md 2.1)
-    c.image_size = (160, 256) if paper else (32, 48)  # (H, W): 256x160 (PAPER.md 2.2)
+    c.num_freqs = 16 if paper else 4              # K (docs/method.md §2.1)
+    c.image_size = (160, 256) if paper else (32, 48)  # (H, W): 256x160 (docs/method.md §2.2)
     # Rematerialisation of the denoiser U-Net's blocks in the backward pass (memory for compute):
     # "none" | "full" | "dots_saveable" | "convs_saveable" (gid_jax/models/layers.py remat_policy).
     # The forward function is the same for every choice. The compute dtype is train.compute_dtype.
     c.remat = "none"
 
-    # Motion VAE: LDM KL autoencoder over one 4-channel frequency slice (PAPER.md 4.1).
+    # Motion VAE: LDM KL autoencoder over one 4-channel frequency slice (docs/method.md §4.1).
     c.vae = ml_collections.ConfigDict(dict(
         in_channels=4,
         latent_channels=4,                         # "continuous latent space of dimension 4"
@@ -30,11 +30,11 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         channel_multipliers=(1, 2, 4) if paper else (1, 2),  # supplement; f = 2**(len-1)
         num_res_blocks=2 if paper else 1,          # NOT RECOVERED: LDM default
         dropout=0.0,                               # NOT RECOVERED
-        l1_weight=1.0, gradient_weight=0.2, kl_weight=1e-6,  # PAPER.md 4.1
+        l1_weight=1.0, gradient_weight=0.2, kl_weight=1e-6,  # docs/method.md §4.1
         gradient_scales=4,                         # NOT RECOVERED: MegaDepth uses 4 scales
     ))
 
-    # Denoising UNet over (B*K) latent slices (PAPER.md 4.2, 5).
+    # Denoising UNet over (B*K) latent slices (docs/method.md §4.2, §5).
     c.unet = ml_collections.ConfigDict(dict(
         latent_channels=4,
         base_channels=128 if paper else 16,        # supplement
@@ -55,14 +55,14 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         image_conditioning="input" if paper else "every_block",
     ))
 
-    # ResNet image encoder: I0 → 16-channel features at latent resolution (PAPER.md 4.2).
+    # ResNet image encoder: I0 → 16-channel features at latent resolution (docs/method.md §4.2).
     c.image_encoder = ml_collections.ConfigDict(dict(
         base_channels=64 if paper else 8,          # NOT RECOVERED
         blocks_per_stage=2 if paper else 1,        # NOT RECOVERED
         out_channels=16,                           # supplement
     ))
 
-    # Image-based renderer (PAPER.md 6). Levels: full res, 1/2 (stem), 1/4, 1/8, ... (see
+    # Image-based renderer (docs/method.md §6). Levels: full res, 1/2 (stem), 1/4, 1/8, ... (see
     # gid_jax/models/renderer.py); H, W need not be multiples of 2**(len(encoder_blocks)+1).
     c.renderer = ml_collections.ConfigDict(dict(
         encoder_blocks=(3, 4, 6, 3) if paper else (1, 1),        # paper: ResNet-34

@@ -1,4 +1,4 @@
-"""Preprocessing config: videos → spectral-volume and renderer-pair datasets (PAPER.md section 8).
+"""Preprocessing config: videos → spectral-volume and renderer-pair datasets (docs/method.md §8).
 
     get_config("paper")  # 256x160, 30 fps, T=150 frames from every 10th start frame, K=16
     get_config("tiny")   # 64x40, T=30, K=8: CPU tests in seconds
@@ -20,7 +20,7 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.variant = arg
 
-    # ---- what a training example is (PAPER.md 2.2, 8) ----------------------------------------
+    # ---- what a training example is (docs/method.md §2.2, §8) --------------------------------
     c.fps = 30.0              # [I] every video is resampled to this rate (nearest frame in time)
     c.width = 256             # [P] training resolution W x H
     c.height = 160
@@ -30,14 +30,14 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     # Decoding stops after this many frames (at `fps`) so a long video never fills memory:
     # 1800 frames = 60 s; 0 = no limit. NOT RECOVERED.
     c.max_frames_per_video = 1800
-    c.flow_backend = ""       # "" = gid_jax.flow's default (the coarse-to-fine method of PAPER.md 8)
+    c.flow_backend = ""       # "" = gid_jax.flow's default (the coarse-to-fine method of docs/method.md §8)
     # "flow": trajectories by optical flow (the paper; any video). "ground_truth": the exact
     # motion data_pipelines.synth writes beside each procedural clip (NAME.npz), from frame 0 only.
     # "auto": the exact motion where a clip has it, optical flow for the others (real footage
     # mixed with procedural clips).
     c.motion_source = "flow"
 
-    # ---- filters (PAPER.md 8, final version [S]) ---------------------------------------------
+    # ---- filters (docs/method.md §8, final version) ------------------------------------------
     # W(p) = mean over t=1..T-1 of |F_t(p)| (pixels). Camera motion: drop the clip if at least
     # `camera_motion_fraction` of the pixels have W > `camera_motion_threshold_px`.
     c.camera_motion_threshold_px = 1.0
@@ -45,7 +45,7 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     # Static scene: drop the clip if the mean of W over the image is below this.
     c.static_threshold_px = 1.0
 
-    # ---- renderer pairs (PAPER.md 6) ----------------------------------------------------------
+    # ---- renderer pairs (docs/method.md §6) ---------------------------------------------------
     c.pairs_per_clip = 3      # NOT RECOVERED: target frames t sampled per kept start frame
     c.seed = 0                # pair sampling is a pure function of (seed, video, start frame)
 
@@ -60,7 +60,7 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     c.tensor_encoding = "zlib"  # tfds.features.Encoding for the tensors: "zlib" or "bytes"
     c.keep_cache = True         # keep OUT/cache (per-video flow results) after a successful run
 
-    # ---- statistics (PAPER.md 3) ----------------------------------------------------------------
+    # ---- statistics (docs/method.md §3) ---------------------------------------------------------
     c.percentile = 95.0
     c.magnitude = "component"   # FrequencyNormalizer(magnitude=...): "component" or "complex"
 

@@ -1,4 +1,4 @@
-"""Renderer training (PAPER.md 6): the image-based renderer on (I0, I_t, flow I0->I_t, W) pairs.
+"""Renderer training (docs/method.md §6): the image-based renderer on (I0, I_t, flow I0->I_t, W) pairs.
 
     gid prepare --videos VIDEOS --out DATA --config configs/prepare.py:paper
     gid train --config configs/renderer.py:paper --workdir RUN --config.data.dir=DATA
@@ -37,10 +37,10 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
         shuffle_buffer=256,           # NOT RECOVERED (examples; pairs are small: PNGs + one flow)
     ))
 
-    c.optimizer.learning_rate = 1e-4   # PAPER.md 6 (supplement): Adam, initial lr 1e-4
+    c.optimizer.learning_rate = 1e-4   # docs/method.md §6 (supplement): Adam, initial lr 1e-4
     c.optimizer.schedule = "constant"  # NOT RECOVERED: "initial" lr, decay unstated
-    c.train.batch_size = 32            # PAPER.md 6 (supplement)
-    c.train.num_steps = 300_000        # PAPER.md 6 (supplement): 300K iterations
+    c.train.batch_size = 32            # docs/method.md §6 (supplement)
+    c.train.num_steps = 300_000        # docs/method.md §6 (supplement): 300K iterations
     # NOT RECOVERED for the renderer: EMA (0.9999, as for the LDM defaults) and gradient clipping
     # (train_defaults: global norm 1.0) are our choices; the paper states neither.
     c.train.ema_decay = 0.9999

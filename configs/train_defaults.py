@@ -3,7 +3,7 @@
 Stage configs extend these:
 
     config = train_defaults.get_config()
-    config.optimizer.learning_rate = 5e-5      # LDM (PAPER.md 4.3); renderer 1e-4 (PAPER.md 6)
+    config.optimizer.learning_rate = 5e-5      # LDM (docs/method.md §4.3); renderer 1e-4 (§6)
     config.train.batch_size = 96
     config.model = models.get_config(variant)
 
@@ -22,14 +22,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.seed = 0
 
     c.train = ml_collections.ConfigDict(dict(
-        num_steps=750_000,            # LDM: 750K steps (PAPER.md 4.3); renderer 300K (PAPER.md 6)
+        num_steps=750_000,            # LDM: 750K steps (docs/method.md §4.3); renderer 300K (§6)
         batch_size=96,                # GLOBAL batch over all hosts; LDM 96, renderer 32
         grad_accum_steps=1,           # k micro-batches per optimiser step (lax.scan); batch % k == 0
         compute_dtype="float32",      # "bfloat16" for mixed precision; params, grads, loss float32
         # Persistent XLA compilation cache: a rerun of the same step skips compilation. "" = off;
         # the JAX_COMPILATION_CACHE_DIR environment variable, when set, wins over this field.
         compilation_cache_dir="~/.cache/gid_jax/jax_cache",
-        ema_decay=0.9999,             # NOT RECOVERED (PAPER.md 4.3); 0 disables the EMA copy
+        ema_decay=0.9999,             # NOT RECOVERED (docs/method.md §10.3); 0 disables the EMA copy
         log_every=100,                # steps between metric writes (TensorBoard + metrics.jsonl)
         progress_every_secs=60.0,     # clu ReportProgress (steps/s, ETA)
         eval_every=0,                 # 0: no periodic evaluation (needs task.eval_fn)
@@ -49,8 +49,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     ))
 
     c.optimizer = ml_collections.ConfigDict(dict(
-        name="adam",                  # PAPER.md 4.3 / 6: Adam
-        learning_rate=5e-5,           # LDM 5e-5 (PAPER.md 4.3); renderer 1e-4 (PAPER.md 6)
+        name="adam",                  # docs/method.md §4.3 / §6: Adam
+        learning_rate=5e-5,           # LDM 5e-5 (docs/method.md §4.3); renderer 1e-4 (§6)
         b1=0.9, b2=0.999, eps=1e-8,   # Adam defaults (not stated in the paper)
         weight_decay=0.0,             # > 0 switches to AdamW
         schedule="constant",          # constant | cosine | linear (after warm-up)

@@ -1,4 +1,4 @@
-"""Stage 1 of 4: the motion VAE (PAPER.md 4.1).
+"""Stage 1 of 4: the motion VAE (docs/method.md §4.1).
 
     gid train --config configs/vae.py:paper --workdir runs/vae --config.data.dir=DATA_DIR
 
@@ -22,7 +22,7 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     c.model = load_config(f"configs/models.py:{arg}")
     c.data = ml_collections.ConfigDict(dict(
         dir="",                       # a `gid prepare` output folder (required)
-        augment="default",            # "default": the paper's augmentations (PAPER.md 4.3); "none"
+        augment="default",            # "default": the paper's augmentations (docs/method.md §4.3); "none"
         geometry="host",              # "device": geometric augmentation in the jitted step
         shuffle_buffer=256 if paper else 16,
         slices_per_example=2,         # random frequency slices per example (0 = all K).

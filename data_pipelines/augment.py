@@ -1,4 +1,4 @@
-"""Motion-consistent data augmentation (PAPER.md 4.3) in TensorFlow ops, plus a JAX twin.
+"""Motion-consistent data augmentation (docs/method.md §4.3) in TensorFlow ops, plus a JAX twin.
 
 The paper trains with colour jitter, random horizontal flips, random image scaling, random
 rotation within 5 degrees and random crops. Every geometric augmentation must also act on the
@@ -42,7 +42,7 @@ PARAM_FIELDS = ("flip", "scale", "angle", "offset_x", "offset_y")
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-    """Magnitudes of every augmentation (PAPER.md 4.3); `AugmentConfig.none()` turns all off.
+    """Magnitudes of every augmentation (docs/method.md §4.3); `AugmentConfig.none()` turns all off.
 
     The paper gives the kinds and the 5-degree rotation bound; the other magnitudes are NOT
     RECOVERED and are our defaults.
@@ -305,7 +305,7 @@ def augment_example(image, spectral_volume, params, config: AugmentConfig, outpu
 
 
 def normalize_tf(spectral_volume, scales):
-    """Frequency adaptive normalisation sign(S) * sqrt(|S| / s_k) on `(K, H, W, 4)` (PAPER.md 3)."""
+    """Frequency adaptive normalisation sign(S) * sqrt(|S| / s_k) on `(K, H, W, 4)` (docs/method.md §3)."""
     inv = tf.reshape(1.0 / tf.constant(np.asarray(scales, np.float32)), [-1, 1, 1, 1])
     return tf.sign(spectral_volume) * tf.sqrt(tf.abs(spectral_volume) * inv)
 
@@ -325,6 +325,8 @@ def augment_batch_jax(batch, output_hw, config: AugmentConfig | None = None, nor
     """
     import jax
     import jax.numpy as jnp
+
+    from gid_jax.motion.normalization import frequency_normalize
 
     config = config or AugmentConfig()
     if config.fill_mode not in ("nearest", "constant") or config.interpolation != "bilinear":
@@ -354,8 +356,7 @@ def augment_batch_jax(batch, output_hw, config: AugmentConfig | None = None, nor
     new_image, new_sv = jax.vmap(one)(jnp.asarray(image, jnp.float32), jnp.asarray(sv, jnp.float32),
                                       jnp.asarray(p, jnp.float32))
     if normalizer_scales is not None:
-        s = jnp.asarray(normalizer_scales, new_sv.dtype)[:, None, None, None]
-        new_sv = jnp.sign(new_sv) * jnp.sqrt(jnp.abs(new_sv) / s)
+        new_sv = frequency_normalize(new_sv, jnp.asarray(normalizer_scales, new_sv.dtype))
     out = {k_: v for k_, v in batch.items() if k_ != "augment_params"}
     out["image"], out["spectral_volume"] = new_image, new_sv
     return out

@@ -232,7 +232,7 @@ def _define_builder(tfds):
         """Spectral volumes (`spectral`) and renderer pairs (`pairs`) from a folder of videos."""
 
         VERSION = tfds.core.Version(fmt.VERSION)
-        RELEASE_NOTES = {fmt.VERSION: "Long-range flow, K-bin spectral volumes, PAPER.md 8 filters."}
+        RELEASE_NOTES = {fmt.VERSION: "Long-range flow, K-bin spectral volumes, the filters of docs/method.md §8."}
         BUILDER_CONFIGS = [
             tfds.core.BuilderConfig(name="spectral", description="start frame + spectral volume"),
             tfds.core.BuilderConfig(name="pairs", description="renderer pairs (I0, I_t, flow, t, W)"),

@@ -252,7 +252,7 @@ def mean_motion(traj: np.ndarray) -> np.ndarray:
 
 
 def clip_filter(mean_motion_map: np.ndarray, settings: dict) -> str | None:
-    """None to keep a clip, or why it is dropped: 'camera_motion' or 'static' (PAPER.md 8)."""
+    """None to keep a clip, or why it is dropped: 'camera_motion' or 'static' (docs/method.md §8)."""
     w = np.asarray(mean_motion_map)
     if np.mean(w > settings["camera_motion_threshold_px"]) >= settings["camera_motion_fraction"]:
         return "camera_motion"

@@ -27,7 +27,7 @@ Geometry on host or device. Resampling 4K + 3 channels at 256x160 costs ~16 ms o
 augmentation parameters; `iterator.device_fn(batch)` (`augment.augment_batch_jax`, jit-able)
 then warps, rotates the vectors and normalises on the accelerator, with the same semantics.
 
-Renderer pairs (PAPER.md 6). `make_pairs_dataset` reads the `pairs` dataset of `gid prepare`
+Renderer pairs (docs/method.md §6). `make_pairs_dataset` reads the `pairs` dataset of `gid prepare`
 through the same machinery (host sharding, per-epoch seeded shuffle, one-integer position,
 `InputIterator` save/restore) with another per-example function:
 
@@ -57,6 +57,7 @@ from clu.data import dataset_iterator as clu_iterator
 
 from data_pipelines import augment as aug
 from data_pipelines.dataset_format import decode_spectral_volume
+from gid_jax.atomic import write_json_atomic
 
 GEOMETRY_PLACES = ("host", "device")
 _STATE_FORMAT = "gid_jax.InputIterator/1"
@@ -266,7 +267,7 @@ def make_dataset(source, batch_size: int, seed: int, *, augment: Any = "default"
       to `output_size` if smaller), an `AugmentConfig`, a dict or a ConfigDict of its fields.
     normalizer_scales: per-frequency s_k `(K,)`, a `FrequencyNormalizer` or the path of its
       JSON (`normalization.json` beside a prepared dataset); if given the spectral volume is normalised
-      (sign-sqrt, PAPER.md 3) — on the host, or by `device_fn` when `geometry="device"`.
+      (sign-sqrt, docs/method.md §3) — on the host, or by `device_fn` when `geometry="device"`.
     process_index / process_count: default `jax.process_index()` / `jax.process_count()`.
     output_size: (H, W) of the batches; default the examples' size.
     geometry: "host" (augment in tf.data) or "device": batches then hold the unaugmented
@@ -469,10 +470,7 @@ class InputIterator(clu_iterator.DatasetIterator):
         """Writes the position (and the spec it belongs to) as JSON, atomically."""
         path = Path(os.fspath(filename))
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.state()))
-        os.replace(tmp, path)
-        return path
+        return write_json_atomic(path, self.state())
 
     def restore(self, filename) -> None:
         """Continues from a saved position; the pipeline settings must be those it was saved with."""

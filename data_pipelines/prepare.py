@@ -1,4 +1,4 @@
-"""Videos → training datasets: long-range flow, spectral volumes, renderer pairs (PAPER.md 8).
+"""Videos → training datasets: long-range flow, spectral volumes, renderer pairs (docs/method.md §8).
 
 What it does
 ------------
@@ -9,7 +9,7 @@ For every video under `videos_dir` (files and frame folders, see `data_pipelines
    optical flow is computed from I0 *directly* to each following frame (long-range, never
    chained), giving trajectories F `(T, H, W, 2)`, F[0] = 0;
 3. F → spectral volume S `(K, H, W, 4)` = `gid_jax.motion.to_spectral_volume(F, K)`;
-4. filters (PAPER.md 8, final version), on W(p) = mean_{t=1..T-1} |F_t(p)| in pixels:
+4. filters (docs/method.md §8, final version), on W(p) = mean_{t=1..T-1} |F_t(p)| in pixels:
    *camera motion*: dropped if at least 95% of the pixels have W > 1 px; *static*: dropped if the
    mean of W is below 1 px (thresholds are config fields; counts land in the report);
 5. for each kept start frame, `config.pairs_per_clip` target frames t are sampled for the

@@ -37,6 +37,8 @@ import av
 import cv2
 import numpy as np
 
+from gid_jax.atomic import atomic_path
+
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".gif")
@@ -94,20 +96,15 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, crf: in
     _, height, width, _ = frames.shape
     if height % 2 or width % 2:
         raise ValueError(f"{path}: H.264 needs even frame sizes, got {width}x{height}")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.mp4")
-    try:
-        with av.open(str(tmp), mode="w") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.options = {"crf": str(crf), "preset": "medium"}
-            for frame in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
+    with atomic_path(path, ".mp4") as tmp, av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        for packet in stream.encode():
+            container.mux(packet)
     return path
 
 
@@ -496,7 +493,11 @@ def load_image(image, size: tuple[int, int] | None = None) -> np.ndarray:
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such image file")
-        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        try:   # OpenCV raises (not returns None) for a header over its pixel limit
+            data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        except cv2.error as err:   # e.g. a header claiming more than CV_IO_MAX_IMAGE_PIXELS
+            detail = str(err).strip().splitlines()[-1].partition("error: ")[2] or str(err).strip()
+            raise ValueError(f"{path}: cannot read image (OpenCV: {detail})") from None
         if data is None:
             raise ValueError(f"{path}: cannot read image (corrupt or not an image)")
         rgb = _to_rgb(data)
@@ -522,11 +523,7 @@ def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
 
     path = Path(path)
     images = [Image.fromarray(f) for f in _to_uint8(frames)]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.gif")
-    try:
+    with atomic_path(path, ".gif") as tmp:
         images[0].save(tmp, save_all=True, append_images=images[1:], loop=0,
                        duration=max(1, round(1000.0 / fps)))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -129,20 +129,6 @@ def _check_common_args(args) -> None:
     _check_number(args.guidance, "--guidance", positive=False)
 
 
-def _read_image(path):
-    """load_image, with OpenCV's own refusals (e.g. a header claiming more pixels than
-    CV_IO_MAX_IMAGE_PIXELS) as one line naming the file."""
-    import cv2
-
-    from data_pipelines.video_io import load_image
-
-    try:
-        return load_image(path)
-    except cv2.error as err:
-        detail = str(err).strip().splitlines()[-1].partition("error: ")[2] or str(err).strip()
-        raise ValueError(f"{path}: cannot read image (OpenCV: {detail})") from None
-
-
 class _Timings:
     """Wall time per phase of a command, printed as one JSON line on stderr with --timings."""
 
@@ -183,7 +169,9 @@ def _cmd_animate(args) -> None:
     out = _check_output(args.out, "--out", (".mp4", ".gif"))
     if args.motion_figure:
         _check_output(args.motion_figure, "--motion-figure", FIGURE_SUFFIXES)
-    image = _read_image(args.image)     # a missing, unreadable or absurd image fails here
+    from data_pipelines.video_io import load_image
+
+    image = load_image(args.image)      # a missing, unreadable or absurd image fails here
     timings("check")
 
     enable_compilation_cache()
@@ -227,7 +215,9 @@ def _cmd_interact(args) -> None:
         if args.out is None:
             raise ValueError("--drag needs --out response.mp4")
         _check_output(args.out, "--out", (".mp4",))
-    image = _read_image(args.image)
+    from data_pipelines.video_io import load_image
+
+    image = load_image(args.image)
 
     enable_compilation_cache()
     from gid_jax.interact import InteractiveSession, run_forever, write_drag_response
@@ -373,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     inter = sub.add_parser(
         "interact", help="drag a point of an image and watch the scene respond",
         description="Predict the image's spectral volume and use it as an image-space modal "
-        "basis (PAPER.md 7.3). Without --drag: serve a local web page on 127.0.0.1 where you "
+        "basis (docs/method.md §7.3). Without --drag: serve a local web page on 127.0.0.1 where you "
         "drag and release a point. With --drag x,y,dx,dy --out response.mp4: render that "
         "drag-and-release headlessly.")
     inter.add_argument("image", help="input image file")
@@ -463,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.run(args)
     except (ValueError, OSError) as err:
-        # Bad input gets one clear line, not a traceback (DESIGN.md, Errors).
+        # Bad input gets one clear line, not a traceback (docs/architecture.md §8.6).
         print(f"gid {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ frames span a whole number of periods wraps as smoothly as it moves anywhere els
     F(N·speed + j·speed) for j = -1, 0, 1 (position, velocity and acceleration across the wrap).
     Measured on the tiny model (u = 10, 20 steps, N = 45, T = 30): wrap step 3.1 → 2.7x a normal
     one, not yet seamless; u = 100 or 1000 overshoots (5.7x, 7.3x).
-  * "paper_guidance": the paper's literal self-guidance (PAPER.md 7.2, Eq. 5) on F[T-1] vs F[0].
+  * "paper_guidance": the paper's literal self-guidance (docs/method.md §7.2, Eq. 7.1) on F[T-1] vs F[0].
     With a periodic series F[T-1] → F[0] is an ordinary step, so forcing it to zero puts a pause
     at the wrap; for N ≠ T it does not touch the real seam at all.
 Caveat, measured on ground-truth spectra of the procedural training clips: a clip that does not
@@ -47,6 +47,9 @@ from flax import nnx
 
 from data_pipelines.video_io import load_image
 from gid_jax import motion
+from gid_jax.atomic import write_json_atomic
+from gid_jax.bundle import (MANIFEST, BundleError, abstract_model, decode_spectral_volumes, is_bundle,
+                            load_models, read_manifest, render_chunk)
 from gid_jax.diffusion import (GRIDS, NoiseSchedule, consistency_sample, ddim_sample,
                                dpm_solver_pp_sample, unipc_sample)
 from gid_jax.models.ldm import MotionLDM
@@ -69,17 +72,17 @@ LOOP_MODES = ("periods", "seam_guidance", "paper_guidance")
 
 @dataclasses.dataclass
 class SamplerSettings:
-    """How spectral volumes are sampled (PAPER.md 4.3, 7.2); every field overridable per call."""
+    """How spectral volumes are sampled (docs/method.md §4.3, §7.2); every field overridable per call."""
 
     num_steps: int = DEFAULT_STEPS  # sampler steps (the paper: 250 DDIM steps)
     solver: str = DEFAULT_SOLVER    # one of SOLVERS; the multistep ones need far fewer steps
     order: int | None = None        # multistep order (None: 2 for DPM-Solver++, 3 for UniPC)
     grid: str | None = None         # step grid, one of GRIDS (None: uniform for DDIM, else logsnr)
     eta: float = 0.0                # DDIM η; NOT RECOVERED for v3 (v1 ablations used 0)
-    guidance_weight: float = 1.75   # classifier-free guidance w (PAPER.md 7.2)
+    guidance_weight: float = 1.75   # classifier-free guidance w (docs/method.md §7.2)
     loop_mode: str = "periods"      # how loop=True loops, one of LOOP_MODES (module doc)
-    loop_weight: float = 200.0      # self-guidance u on the L1-norm loop loss (PAPER.md 7.2)
-    self_recurrence: int = 2        # universal-guidance recurrences when guiding (PAPER.md 7.2)
+    loop_weight: float = 200.0      # self-guidance u on the L1-norm loop loss (docs/method.md §7.2)
+    self_recurrence: int = 2        # universal-guidance recurrences when guiding (docs/method.md §7.2)
     period: int = motion.NUM_FRAMES  # T the spectra describe (150 frames)
     fps: float = 30.0
 
@@ -147,12 +150,10 @@ class Pipeline:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Pipeline":
         """From a pipeline directory (`pipeline.json` naming the LDM and renderer training runs)
-        or an exported bundle (`manifest.json`; see gid_jax/export.py)."""
+        or an exported bundle (`manifest.json`; see gid_jax/bundle.py)."""
         path = Path(path)
-        if (path / "manifest.json").is_file():
-            from gid_jax.export import load_bundle
-
-            return load_bundle(path)
+        if is_bundle(path):
+            return cls.from_bundle(path)
         spec_path = path / PIPELINE_FILE
         if not spec_path.is_file():
             raise FileNotFoundError(f"{path}: no {PIPELINE_FILE} here (expected a pipeline "
@@ -167,6 +168,22 @@ class Pipeline:
         except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"{spec_path}: invalid pipeline file ({err})") from None
         return cls.from_runs(ldm_dir, renderer_dir, where=spec_path, **sampler)
+
+    @classmethod
+    def from_bundle(cls, path: str | os.PathLike) -> "Pipeline":
+        """From an exported bundle: every file's checksum, the format version and the shapes are
+        checked first (gid_jax/bundle.py); numpy arrays and JSON only, no Orbax, no training
+        code. The pipeline gets `bundle` (its path) and `manifest` attributes."""
+        path = Path(path)
+        manifest = read_manifest(path)
+        try:
+            settings = SamplerSettings(**manifest.get("sampler", {})).validate()
+        except (TypeError, ValueError) as err:
+            raise BundleError(f"{path / MANIFEST}: invalid sampler settings ({err})") from None
+        ldm, renderer, image_size, schedule = load_models(path, manifest)
+        pipe = cls(ldm, renderer, image_size, schedule, settings)
+        pipe.bundle, pipe.manifest = path, manifest
+        return pipe
 
     @classmethod
     def from_runs(cls, ldm_workdir, renderer_workdir=None, *, where=None, **sampler) -> "Pipeline":
@@ -184,22 +201,22 @@ class Pipeline:
             raise ValueError(f"{where or ldm_dir}: invalid sampler settings ({err})") from None
         renderer_cfg = (None if renderer_workdir is None
                         else _run_config(Path(renderer_workdir), ("renderer",)))
-        from gid_jax.train.checkpoint import restore_model  # Orbax only: no CLU or TensorFlow
-        # Shapes only, then every array from the checkpoint: a random initialisation would
-        # cost ~50 s of op-by-op compilation on a CPU just to be overwritten.
-        ldm = _abstract(lambda: MotionLDM(ldm_cfg.model, num_freqs=int(ldm_cfg.model.num_freqs),
-                                          stage=int(ldm_cfg.stage), rngs=nnx.Rngs(0)),
-                        ldm_dir / RUN_CONFIG)
+        from gid_jax.checkpoints import restore_model  # Orbax, only for runs: bundles need none
+
+        # shapes only, then every array from the checkpoint
+        ldm = abstract_model(lambda: MotionLDM(ldm_cfg.model, num_freqs=int(ldm_cfg.model.num_freqs),
+                                               stage=int(ldm_cfg.stage), rngs=nnx.Rngs(0)),
+                             ldm_dir / RUN_CONFIG)
         try:
-            image_size, schedule = tuple(ldm_cfg.model.image_size), noise_schedule(ldm_cfg)
+            image_size, schedule = tuple(ldm_cfg.model.image_size), NoiseSchedule.from_config(ldm_cfg)
         except (AttributeError, KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{ldm_dir / RUN_CONFIG}: invalid LDM run config ({err})") from None
         # a distillation run holds student/... and teacher/...: the student is the model
         restore_model(ldm_dir, ldm, source_path=("^", "student/") if distilled else ("", ""))
         renderer = None
         if renderer_cfg is not None:
-            renderer = _abstract(lambda: Renderer(renderer_cfg.model, rngs=nnx.Rngs(0)),
-                                 Path(renderer_workdir) / RUN_CONFIG)
+            renderer = abstract_model(lambda: Renderer(renderer_cfg.model, rngs=nnx.Rngs(0)),
+                                      Path(renderer_workdir) / RUN_CONFIG)
             restore_model(Path(renderer_workdir), renderer)
         return cls(ldm, renderer, image_size, schedule, settings)
 
@@ -217,9 +234,7 @@ class Pipeline:
         directory.mkdir(parents=True, exist_ok=True)
         spec = {"ldm": os.path.relpath(ldm_workdir, directory),
                 "renderer": os.path.relpath(renderer_workdir, directory), "sampler": sampler}
-        tmp = directory / f".{PIPELINE_FILE}.tmp"
-        tmp.write_text(json.dumps(spec, indent=2))
-        os.replace(tmp, directory / PIPELINE_FILE)
+        write_json_atomic(directory / PIPELINE_FILE, spec, indent=2)
         return directory
 
     # ------------------------------------------------------------------ motion
@@ -362,11 +377,7 @@ def _period_weight(sv, amplitude, period: int):
     return average_motion_magnitude(full)[..., 0]
 
 
-@nnx.jit
-def _render_chunk(renderer, image, flows, weight, noise):
-    encoded = renderer.encode(image)
-    return renderer.synthesize(encoded, flows, jnp.broadcast_to(weight, flows.shape[:3] + (1,)),
-                               jnp.broadcast_to(noise, (flows.shape[0], noise.shape[1])))
+_render_chunk = nnx.jit(render_chunk)   # the function a bundle exports as render_chunk.bin
 
 
 def _loop_guidance(s: SamplerSettings, loop: bool, num_frames: int, speed: float):
@@ -397,8 +408,7 @@ def _sample_spectral_volumes(ldm: MotionLDM, images, key, ends, *, schedule: Noi
     noise = jax.random.normal(noise_key, (b * k, h, w, c))
 
     def spectral_volume(latents):
-        slices = ldm.decode(latents).reshape((b, k, height, width, 4))
-        return ldm.denormalize(slices)
+        return decode_spectral_volumes(ldm, latents, b, height, width)
 
     solver, order, grid = s.solver_options(guided is not None)
     if solver == "consistency":      # a distilled model: guidance is in its weights
@@ -423,12 +433,6 @@ def _sample_spectral_volumes(ldm: MotionLDM, images, key, ends, *, schedule: Noi
     return spectral_volume(latents)
 
 
-def noise_schedule(ldm_config) -> NoiseSchedule:
-    """The LDM run's diffusion schedule (its config's `diffusion` fields)."""
-    d = ldm_config.diffusion
-    return NoiseSchedule.create(d.num_steps, d.beta_start, d.beta_end, d.schedule)
-
-
 def _finite(what: str, value) -> np.ndarray:
     """`value` as float32, refused when it holds a NaN or inf: one would make every sample or
     frame NaN (a grey video) far from where it came in."""
@@ -437,20 +441,6 @@ def _finite(what: str, value) -> np.ndarray:
         got = value if value.ndim == 0 else "NaN or inf values"
         raise ValueError(f"{what} must be finite, got {got}")
     return value
-
-
-def _abstract(build, config_path: Path):
-    """A model with its structure but no values yet (nnx.eval_shape), each array slot a
-    ShapeDtypeStruct on the default device so that Orbax restores straight onto it. A config
-    that cannot build it (a missing field, a wrong type) is one line naming `config_path`."""
-    try:
-        model = nnx.eval_shape(build)
-    except (AttributeError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{config_path}: cannot build the model from this config ({err})") from None
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    nnx.update(model, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                                   nnx.state(model)))
-    return model
 
 
 def _run_config(workdir: Path, tasks: tuple[str, ...]) -> ml_collections.ConfigDict:

@@ -10,12 +10,13 @@ zero motion, one fixed image-independent amplitude map) and their ceiling (the t
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from gid_jax.atomic import atomic_path, write_text_atomic
 
 # Demo schedules on top of the `tiny` configs (which stay short for the tests), sized so the
 # whole demo fits in 15 minutes on a 2-core CPU. The LDM's loss plateaus after ~1000 steps
@@ -112,8 +113,8 @@ def quickstart(workdir, num_videos: int = 160, num_heldout: int = 32, size=(64, 
     _loss_curves(runs, report_dir / "loss_curves.png")
 
     _step("5/5 report")
-    _write_atomic(report_dir / "summary.json", json.dumps(results, indent=2))
-    report = _write_atomic(report_dir / "report.md", _markdown(results, pipe))
+    write_text_atomic(report_dir / "summary.json", json.dumps(results, indent=2))
+    report = write_text_atomic(report_dir / "report.md", _markdown(results, pipe))
     _print_headline(results)
     return report
 
@@ -321,13 +322,5 @@ def _print_headline(results: dict) -> None:
 def _copy_atomic(src: Path, dst: Path) -> None:
     if not dst.exists():
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)

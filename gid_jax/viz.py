@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from gid_jax.atomic import atomic_path  # noqa: E402
 from gid_jax.motion import amplitude  # noqa: E402
 
 
@@ -112,8 +113,9 @@ def loss_curves_figure(path: str | os.PathLike, curves) -> Path:
 def _save(fig, path) -> Path:
     """Writes the figure atomically (temp name, then rename) and closes it."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path

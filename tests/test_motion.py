@@ -42,7 +42,7 @@ def test_on_bin_sinusoid_has_closed_form_coefficient():
     traj = np.zeros((T, 1, 1, 2), np.float32)
     traj[:, 0, 0, 0] = amp * np.cos(2 * np.pi * k0 * t / T + phi)
     sv = np.asarray(motion.to_spectral_volume(traj))[:, 0, 0]
-    expected = amp * T / 2 * np.exp(1j * phi)                           # |S| = 75 px (PAPER.md 2.2)
+    expected = amp * T / 2 * np.exp(1j * phi)                           # |S| = 75 px (docs/method.md §2.2)
     np.testing.assert_allclose(sv[k0, 0] + 1j * sv[k0, 2], expected, atol=1e-3)
     others = np.delete(sv, k0, axis=0)
     assert np.abs(others).max() < 1e-3
@@ -123,7 +123,7 @@ def test_shape_errors_are_clear():
 # -- frequency adaptive normalisation --------------------------------------------------------
 
 def heavy_tailed_svs(rng, n=6):
-    """Spectral volumes whose scale decays with frequency, like natural motion (PAPER.md 2.1)."""
+    """Spectral volumes whose scale decays with frequency, like natural motion (docs/method.md §2.1)."""
     decay = (80.0 * np.exp(-0.3 * np.arange(K)))[None, :, None, None, None]
     return (rng.standard_t(3, size=(n, K, 10, 8, 4)) * decay).astype(np.float32)
 

@@ -41,3 +41,17 @@ def test_shipped_model_loads_predicts_and_records_its_recipe(tmp_path):
                           "--frames", "8", "--steps", "4"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert out.stat().st_size > 0
+
+
+@pytest.mark.skipif(pretrained.DEFAULT_MODEL not in pretrained.available(),
+                    reason="no default model shipped in this checkout")
+def test_loading_the_shipped_model_imports_no_training_stack():
+    """A bundle is numpy + JSON: loading it imports no TensorFlow, TFDS, Beam or CLU (nor
+    Orbax or the training code), which also keeps `gid animate`'s start-up short."""
+    code = ("import sys, gid_jax; gid_jax.Pipeline.pretrained(); "
+            "print(sorted(m for m in ('tensorflow', 'apache_beam', 'tensorflow_datasets', 'clu', "
+            "'orbax', 'orbax.checkpoint', 'gid_jax.train', 'gid_jax.checkpoints') "
+            "if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1] == "[]"

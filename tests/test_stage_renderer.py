@@ -1,4 +1,4 @@
-"""Renderer training stage (PAPER.md 6): the pairs input pipeline and `gid train` on the tiny renderer.
+"""Renderer training stage (docs/method.md §6): the pairs input pipeline and `gid train` on the tiny renderer.
 
 One `gid train --config configs/renderer.py:tiny` run in a subprocess (the renderer's step takes
 tens of seconds to compile on CPU, so it is compiled once) serves the end-to-end checks and the

@@ -19,7 +19,7 @@ from PIL import Image
 
 from data_pipelines import video_io
 from data_pipelines.video_io import (Clip, VideoError, VideoNotFoundError, iter_video_sources,
-                                     load_clip, load_clips, read_video, write_video)
+                                     load_clip, load_clips, load_image, read_video, write_video)
 
 W, H = 64, 32  # 8 blocks of 8x32 pixels
 
@@ -481,3 +481,17 @@ def test_real_footage_tree_avi():
     assert np.abs(clip.frames[0] - clip.frames[22]).max() < 1e-6
     assert np.abs(clip.frames[0] - clip.frames[23]).mean() > 1e-3
     assert 0.05 < clip.frames.mean() < 0.95
+
+
+def test_load_image_names_a_header_over_opencvs_pixel_limit(tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    huge = tmp_path / "huge.png"       # a tiny file whose header claims 60000 x 60000 pixels
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    with pytest.raises(ValueError, match=r"huge.png: cannot read image \(OpenCV: .*CV_IO_MAX_IMAGE_PIXELS"):
+        load_image(huge)

@@ -15,6 +15,7 @@ import numpy as np
 from data_pipelines.synth import render as R
 from data_pipelines.synth.dynamics import forcing, scene_wind, simulate, spectral_noise
 from data_pipelines.synth.scenes import SceneBuilder, build_scene
+from gid_jax.atomic import atomic_path
 
 SUBSTEPS = 10            # oscillator sub-steps per frame
 MAX_GRADIENT = 0.7      # bound on |grad D| per layer: keeps p -> p + D invertible, iteration contracting
@@ -341,19 +342,14 @@ def write_example(video: SynthVideo, out_dir, name: str) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     mp4 = write_video(out_dir / f"{name}.mp4", video.frames, video.fps)
     npz = out_dir / f"{name}.npz"
-    tmp = out_dir / f".{name}.tmp{os.getpid()}.npz"
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                trajectories=np.asarray(video.trajectories, np.float32),
-                visible_layer=np.asarray(video.visible_layer[0], np.int16),
-                mode_frequencies=np.asarray(video.mode_frequencies, np.float32),
-                fps=np.float64(video.fps),
-                scene_json=np.array(json.dumps(video.scene)))
-        os.replace(tmp, npz)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(npz) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            trajectories=np.asarray(video.trajectories, np.float32),
+            visible_layer=np.asarray(video.visible_layer[0], np.int16),
+            mode_frequencies=np.asarray(video.mode_frequencies, np.float32),
+            fps=np.float64(video.fps),
+            scene_json=np.array(json.dumps(video.scene)))
     return mp4, npz
 
 

@@ -22,7 +22,7 @@ EpsFn = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
 
 
 def classifier_free_guidance(eps_cond_fn: EpsFn, eps_uncond_fn: EpsFn, weight: float) -> EpsFn:
-    """ε̂ = (1 + w) ε(z; c) − w ε(z; ∅)  (PAPER.md 7.2, Eq. 5). w = 0 is plain conditional."""
+    """ε̂ = (1 + w) ε(z; c) − w ε(z; ∅)  (docs/method.md §4.3, Eq. 4.2). w = 0 is plain conditional."""
     if weight == 0:
         return eps_cond_fn
 
@@ -32,14 +32,19 @@ def classifier_free_guidance(eps_cond_fn: EpsFn, eps_uncond_fn: EpsFn, weight: f
     return eps_fn
 
 
-def _alphas(schedule: NoiseSchedule, steps, dtype=jnp.float32):
-    """ᾱ at `steps` (int array), with step −1 meaning the clean end point (ᾱ = 1)."""
-    table = jnp.asarray(list(schedule.alphas_cumprod) + [1.0], dtype)
-    return table[jnp.where(steps < 0, schedule.num_steps, steps)]
-
-
 def predict_x0(z, eps, abar):
     return (z - jnp.sqrt(1.0 - abar) * eps) / jnp.sqrt(abar)
+
+
+def ddim_step(z, eps, abar, abar_prev, eta=0.0, noise=None):
+    """One DDIM update z_t → z_{t_prev} from ε̂ (ᾱ_t = `abar`, ᾱ_{t_prev} = `abar_prev`); η > 0
+    needs `noise` ~ N(0, I), the stochastic part. The one copy: `ddim_sample` scans it and the
+    exported bundle step (gid_jax/bundle.py) is it, so the two cannot drift apart."""
+    x0 = predict_x0(z, eps, abar)
+    sigma = eta * jnp.sqrt((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev))
+    direction = jnp.sqrt(jnp.maximum(1.0 - abar_prev - sigma**2, 0.0)) * eps
+    z_prev = jnp.sqrt(abar_prev) * x0 + direction
+    return z_prev if noise is None else z_prev + sigma * noise
 
 
 def ddim_sample(eps_fn: EpsFn, noise: jnp.ndarray, key: jax.Array, schedule: NoiseSchedule,
@@ -50,7 +55,7 @@ def ddim_sample(eps_fn: EpsFn, noise: jnp.ndarray, key: jax.Array, schedule: Noi
     """DDIM (Song et al. 2021) from `noise` (the initial z_N) to a clean sample.
 
     With `guidance_loss` (a scalar function of the predicted clean sample x̂0), each step adds
-    u·σ_t·∇_z L(x̂0(z)) to ε̂ (universal "forward" guidance, PAPER.md 7.2), differentiating
+    u·σ_t·∇_z L(x̂0(z)) to ε̂ (universal "forward" guidance, docs/method.md §7.2), differentiating
     through the denoiser with rematerialisation; `self_recurrence` > 1 repeats each step after
     re-noising z_{t-1} back to z_t with fresh noise (universal guidance self-recurrence).
     `grid` picks the training steps visited (default "uniform", the paper's 250-step DDIM).
@@ -72,16 +77,13 @@ def ddim_sample(eps_fn: EpsFn, noise: jnp.ndarray, key: jax.Array, schedule: Noi
         return eps + guidance_scale * jnp.sqrt(1.0 - abar) * grad
 
     def one_step(z, t, t_prev, key):
-        abar, abar_prev = _alphas(schedule, t, z.dtype), _alphas(schedule, t_prev, z.dtype)
+        abar, abar_prev = schedule.alpha_bar(t, z.dtype), schedule.alpha_bar(t_prev, z.dtype)
         eps = guided_eps(z, jnp.full((batch,), t, jnp.int32), abar)
-        x0 = predict_x0(z, eps, abar)
-        sigma = eta * jnp.sqrt((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev))
-        direction = jnp.sqrt(jnp.maximum(1.0 - abar_prev - sigma**2, 0.0)) * eps
-        return jnp.sqrt(abar_prev) * x0 + direction + sigma * jax.random.normal(key, z.shape, z.dtype)
+        return ddim_step(z, eps, abar, abar_prev, eta, jax.random.normal(key, z.shape, z.dtype))
 
     def scan_body(z, inputs):
         t, t_prev, key = inputs
-        abar, abar_prev = _alphas(schedule, t, z.dtype), _alphas(schedule, t_prev, z.dtype)
+        abar, abar_prev = schedule.alpha_bar(t, z.dtype), schedule.alpha_bar(t_prev, z.dtype)
         step_key, renoise_key = jax.random.split(key)
 
         def recurrence(r, z_t):   # re-noise z_{t-1} → z_t and repeat the step (one traced copy)
@@ -247,7 +249,7 @@ def consistency_sample(eps_fn: EpsFn, noise: jnp.ndarray, key: jax.Array, schedu
     model distilled for consistency along the ODE one step already lands on the data; each
     extra step trades some of that jump for a refinement."""
     steps = consistency_steps(schedule, num_steps)
-    abar = _alphas(schedule, jnp.asarray(steps))
+    abar = schedule.alpha_bar(jnp.asarray(steps))
     keys = jax.random.split(key, len(steps))
     z, x0 = noise, None
     for i, t in enumerate(steps):          # 1-4 steps: unrolled, not scanned

@@ -1,4 +1,4 @@
-"""Noise schedules for the ε-prediction diffusion of latent slices (PAPER.md 4.3)."""
+"""Noise schedules for the ε-prediction diffusion of latent slices (docs/method.md §4.3)."""
 
 from __future__ import annotations
 
@@ -37,9 +37,22 @@ class NoiseSchedule:
             betas = np.linspace(beta_start, beta_end, num_steps)
         return cls(np.cumprod(1.0 - betas))
 
+    @classmethod
+    def from_config(cls, config) -> "NoiseSchedule":
+        """The schedule of an LDM run's config (its `diffusion` fields): training, sampling and
+        bundle loading all build it from the run's config this one way."""
+        d = config.diffusion
+        return cls.create(d.num_steps, d.beta_start, d.beta_end, d.schedule)
+
     @property
     def num_steps(self) -> int:
         return len(self.alphas_cumprod)
+
+    def alpha_bar(self, steps, dtype=jnp.float32):
+        """ᾱ at integer `steps`, step −1 meaning the clean end point (ᾱ = 1): the last DDIM
+        step's target."""
+        table = jnp.asarray(list(self.alphas_cumprod) + [1.0], dtype)
+        return table[jnp.where(steps < 0, self.num_steps, steps)]
 
     def add_noise(self, x0, noise, t):
         """z_t = √ᾱ_t x0 + √(1-ᾱ_t) ε, for integer steps `t` of shape `(B,)`."""

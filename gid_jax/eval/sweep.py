@@ -26,10 +26,11 @@ import csv
 import hashlib
 import itertools
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable, Mapping, Optional
+
+from gid_jax.atomic import atomic_path, write_json_atomic
 
 CELL_DIR = "cells"
 
@@ -80,13 +81,9 @@ def grid_cells(config) -> list[dict]:
 
 
 def _write_json_atomic(path: Path, obj) -> None:
+    """Cells are polled by other processes: fsync before the rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(path, obj, fsync=True, indent=1, sort_keys=True)
 
 
 def _read_cell(path: Path) -> Optional[dict]:
@@ -171,13 +168,11 @@ def merge_results(config, out_dir=None, plots: bool = True) -> dict:
             rows.append(row)
     columns = ["cell_id", "split", *axes, "metric", "value"]
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".results.csv.{os.getpid()}.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         for row in rows:
             w.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
-    os.replace(tmp, out / "results.csv")
     result = {"columns": columns, "rows": rows, "axes": axes, "num_cells": len(cells),
               "missing": missing, "complete": not missing}
     _write_json_atomic(out / "results.json", result)

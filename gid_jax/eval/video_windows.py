@@ -1,4 +1,4 @@
-"""Frame and clip bookkeeping for the video metrics of PAPER.md 9.1.
+"""Frame and clip bookkeeping for the video metrics of docs/method.md §9.1.
 
 * FID / KID: over all frames of the generated vs the real videos.
 * FVD (window 16), FVD32 (window 32): I3D (Kinetics-400) logits of clips cut from each video
@@ -8,8 +8,8 @@
   start s, the metric between generated and real frames/clips covering frames [s, s + window).
 
 All videos are ``(N, T, H, W, 3)`` in [0, 1]; evaluation first center-crops to 256x128
-(`center_crop`, PAPER.md 9.1). Feature extractors are any callables ``(N, ...) -> (N, D)`` (see
-`gid_jax.eval.features`), so the bookkeeping is tested with cheap stand-ins.
+(`center_crop`, docs/method.md §9.1). Feature extractors are any callables ``(N, ...) -> (N, D)`` (see
+`gid_jax.eval.inception`, `gid_jax.eval.i3d`), so the bookkeeping is tested with cheap stand-ins.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _videos(v, who) -> np.ndarray:
 
 
 def center_crop(frames, size=(128, 256)):
-    """Center crop ``(..., H, W, C)`` to ``size=(h, w)`` (PAPER.md: 256x160 -> 256x128)."""
+    """Center crop ``(..., H, W, C)`` to ``size=(h, w)`` (docs/method.md §9.1: 256x160 -> 256x128)."""
     frames = np.asarray(frames)
     h, w = frames.shape[-3:-1]
     ch, cw = size
@@ -116,7 +116,7 @@ def evaluate_videos(gen_videos, real_videos, *, inception: Optional[Callable] = 
                     sliding_fid_window: int = 30, sliding_dtfvd_window: int = 16,
                     sliding_stride: int = 1, kid_subsets: int = 100, kid_subset_size: int = 1000,
                     seed: int = 0) -> dict:
-    """The PAPER.md 9.1 metrics for generated vs real videos; metrics whose network is None are
+    """The docs/method.md §9.1 metrics for generated vs real videos; metrics whose network is None are
     skipped. Returns scalars (``fid``, ``kid``, ``kid_x100``, ``fvd16``, ``fvd32``, ``dtfvd16``,
     ``dtfvd32``) and curves (``sliding_fid``, ``sliding_dtfvd``: ``(starts, values)``)."""
     g, r = _videos(gen_videos, "evaluate_videos"), _videos(real_videos, "evaluate_videos")

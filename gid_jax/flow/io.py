@@ -9,9 +9,10 @@ interleaved per pixel. Values above 1e9 mean "unknown" by convention; they are k
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
+
+from gid_jax.atomic import write_bytes_atomic
 
 FLO_MAGIC = np.float32(202021.25)
 _HEADER_BYTES = 12
@@ -35,19 +36,7 @@ def write_flo(path, flow) -> None:
     height, width = arr.shape[:2]
     header = np.array([FLO_MAGIC], "<f4").tobytes() + np.array([width, height], "<i4").tobytes()
     body = np.ascontiguousarray(arr, dtype="<f4").tobytes()
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".flo", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header)
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_bytes_atomic(path, header + body, fsync=True)
 
 
 def read_flo(path) -> np.ndarray:

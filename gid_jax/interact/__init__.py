@@ -1,4 +1,4 @@
-"""Interactive dynamics (PAPER.md 7.3): drag a point of a still image and watch the scene respond.
+"""Interactive dynamics (docs/method.md §7.3): drag a point of a still image and watch the scene respond.
 
 `InteractiveSession` simulates the image-space modal basis frame by frame; `serve` puts it behind a
 small local web page (stdlib `http.server`, bound to 127.0.0.1, with the limits of

@@ -1,4 +1,4 @@
-"""Interactive dynamics session: a drag-and-release simulated frame by frame (PAPER.md 7.3).
+"""Interactive dynamics session: a drag-and-release simulated frame by frame (docs/method.md §7.3).
 
 `InteractiveSession` holds one still image, its spectral volume ``S`` (the image-space modal basis)
 and the complex modal state ``(q, q̇)`` of the K modes. A drag sets ``q(0)`` with
@@ -19,7 +19,7 @@ no model:
 
 * forward-warp the image with `softmax_splat` by ``D``, with ``Z = z_scale · W / max W`` where
   ``W(p) = mean_{k≥1} ‖S_k(p)‖`` is the mean spectral amplitude of the pixel, a stand-in for the
-  renderer's average motion magnitude ``W(p)`` of PAPER.md 6 (moving foreground wins over the
+  renderer's average motion magnitude ``W(p)`` of docs/method.md §6 (moving foreground wins over the
   static background where pixels collide). ``W`` is divided by its maximum so that ``Z`` does not
   depend on the spectral volume's overall scale (our choice);
 * holes: where the warp leaves a target pixel empty (disocclusions behind a moving object) the

@@ -1,4 +1,4 @@
-"""ResNet image encoder: I0 in [-1, 1] -> 16-channel features at latent resolution (PAPER.md 4.2).
+"""ResNet image encoder: I0 in [-1, 1] -> 16-channel features at latent resolution (docs/method.md §4.2).
 
 The paper says only "a standard ResNet encoder" producing 16 channels that are concatenated with the
 noisy latent; depth and widths are NOT RECOVERED (config ``image_encoder``). Ours is a

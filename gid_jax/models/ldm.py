@@ -3,8 +3,8 @@ map between spectral volumes and whitened latents.
 
 Parameter paths: `vae/...` (trained in the VAE stage, frozen afterwards), `denoiser/...`
 (`image_encoder` + `unet`; the `freq_attn` parts exist in stage 2 only). `latent_mean`,
-`latent_std` (VAE latent whitening, PAPER.md 4.1) and `freq_scales` (frequency adaptive
-normalisation s_k, PAPER.md 3) are `Constant` variables: never trained, but checkpointed and
+`latent_std` (VAE latent whitening, docs/method.md §4.1) and `freq_scales` (frequency adaptive
+normalisation s_k, docs/method.md §3) are `Constant` variables: never trained, but checkpointed and
 exported with the weights, so a checkpoint alone is enough to sample.
 """
 
@@ -17,6 +17,7 @@ from flax import nnx
 
 from gid_jax.models.unet import MotionDenoiser
 from gid_jax.models.vae import MotionVAE, sample_latent
+from gid_jax.motion.normalization import frequency_denormalize
 
 
 class Constant(nnx.Variable):
@@ -50,8 +51,7 @@ class MotionLDM(nnx.Module):
 
     def denormalize(self, sv_normalized):
         """Inverse frequency adaptive normalisation of `(..., K, H, W, 4)`: sign(x)·x²·s_k."""
-        scales = self.freq_scales[...][:, None, None, None]
-        return jnp.sign(sv_normalized) * jnp.square(sv_normalized) * scales
+        return frequency_denormalize(jnp.asarray(sv_normalized), self.freq_scales[...])
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         f = self.vae.downsample_factor

@@ -1,4 +1,4 @@
-"""Image-based renderer: multi-scale features, softmax splatting, co-modulated synthesis (PAPER.md 6).
+"""Image-based renderer: multi-scale features, softmax splatting, co-modulated synthesis (docs/method.md §6).
 
 Given the input image ``I0`` and, for one output frame ``t``, the displacement field ``F_t`` of the
 motion texture, the renderer produces ``I_t``:
@@ -22,7 +22,7 @@ motion texture, the renderer produces ``I_t``:
    in pixels of that level; the level is forward-warped with
    `gid_jax.models.splatting.softmax_splat` using ``Z = splat_z_scale * W`` with
    ``W(p) = mean_t ||F_t(p)||_2`` (the average motion magnitude of the whole motion texture, a
-   depth proxy: larger motion wins where pixels collide; PAPER.md 6), resized like the flow but
+   depth proxy: larger motion wins where pixels collide; docs/method.md §6), resized like the flow but
    not rescaled (NOT RECOVERED). A constant-one channel is splatted along, so every warped level
    carries a coverage channel (1 where something landed, 0 in disocclusions) telling the decoder
    where to inpaint (our choice).
@@ -126,7 +126,7 @@ def resize_map(m: jax.Array, shape_hw: Sequence[int]) -> jax.Array:
 
 
 def average_motion_magnitude(trajectories: jax.Array) -> jax.Array:
-    """``W(p) = (1/T) sum_t ||F_t(p)||_2`` (PAPER.md 6; a plain, not squared, L2 norm).
+    """``W(p) = (1/T) sum_t ||F_t(p)||_2`` (docs/method.md §6, Eq. 6.1; a plain, not squared, L2 norm).
 
     ``trajectories``: ``(T,H,W,2)`` or ``(B,T,H,W,2)`` displacements in pixels.
     Returns ``(H,W,1)`` or ``(B,H,W,1)``.
@@ -315,7 +315,7 @@ class EncodedImage(NamedTuple):
 
 
 class Renderer(nnx.Module):
-    """Image-based renderer of PAPER.md 6 (see the module docstring).
+    """Image-based renderer of docs/method.md §6 (see the module docstring).
 
     Args:
       config: the ``renderer`` block of ``configs/models.py`` (or the whole models config).

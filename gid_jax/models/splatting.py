@@ -1,6 +1,6 @@
 """Forward warping ("splatting") of feature maps by a flow field, in pure JAX.
 
-The image-based rendering module (PAPER.md section 6) moves every source pixel ``p`` of a feature
+The image-based rendering module (docs/method.md §6) moves every source pixel ``p`` of a feature
 map to ``p + F(p)`` and needs the result on the regular target grid. Forward warping scatters each
 source pixel onto the 4 target pixels around ``p + F(p)`` with bilinear kernel weights
 (Niklaus & Liu, "Softmax Splatting for Video Frame Interpolation", CVPR 2020):

@@ -1,4 +1,4 @@
-"""Denoising U-Net over (B*K) latent frequency slices, with frequency attention (PAPER.md 4.2, 5).
+"""Denoising U-Net over (B*K) latent frequency slices, with frequency attention (docs/method.md §4.2, §5).
 
 Backbone: the LDM ``openaimodel`` 2D U-Net (ADM), ``use_scale_shift_norm=False``, convolutional
 resampling, ``num_head_channels`` heads in the spatial attention blocks, zero-initialised output

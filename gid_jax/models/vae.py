@@ -1,4 +1,4 @@
-"""Motion VAE: LDM-style KL autoencoder over one normalised 4-channel frequency slice (PAPER.md 4.1).
+"""Motion VAE: LDM-style KL autoencoder over one normalised 4-channel frequency slice (docs/method.md §4.1).
 
 Architecture (LDM ``Encoder``/``Decoder`` of the KL autoencoders, no attention at the levels, one
 single-head attention in each middle block):
@@ -20,7 +20,6 @@ latents, applied on :meth:`MotionVAE.encode_latent` and undone on :meth:`MotionV
 from __future__ import annotations
 
 import json
-import os
 from typing import Optional, Sequence
 
 import jax
@@ -28,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from gid_jax.atomic import write_json_atomic
 from gid_jax.models.layers import (Downsample, Norm, ResBlock, SpatialAttention, Upsample,
                                    check_sizes, conv)
 
@@ -246,7 +246,7 @@ def vae_loss(pred, target, mean, logvar, *, l1_weight=1.0, gradient_weight=0.2, 
 # ------------------------------------------------------------------------------ latent whitening
 
 class LatentStats:
-    """Per-channel mean/std of VAE latents ("whitening", PAPER.md 4.1 [S]).
+    """Per-channel mean/std of VAE latents ("whitening", docs/method.md §4.1).
 
     Streaming: :meth:`update` accepts batches ``(..., C)`` and merges them exactly (Chan et al.'s
     parallel mean/variance, float64). ``whiten(z) = (z - mean) / std``; ``unwhiten`` inverts it.
@@ -299,10 +299,7 @@ class LatentStats:
                 "std": self.std.tolist()}
 
     def save(self, path: str) -> None:
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
-        os.replace(tmp, path)
+        write_json_atomic(path, self.to_dict(), indent=1)
 
     @classmethod
     def load(cls, path: str) -> "LatentStats":

@@ -1,4 +1,4 @@
-"""The loop constraint of motion self-guidance (PAPER.md 7.2, Eq. 5).
+"""The loop constraint of motion self-guidance (docs/method.md §7.2, Eqs. 7.1-7.2).
 
 L_g = ||F_T - F_1||_1 + ||∇F_T - ∇F_1||_1: each pixel's position and velocity at the last frame
 should match those at the first frame, so that the video can play in a seamless loop. We read ∇F

@@ -1,4 +1,4 @@
-"""Interactive dynamics: the spectral volume as an image-space modal basis (PAPER.md 7.3).
+"""Interactive dynamics: the spectral volume as an image-space modal basis (docs/method.md §7.3).
 
 Each kept frequency f_k is a mode with natural frequency ω_k = 2π f_k and Rayleigh damping
 γ_k = α + β ω_k². A drag-and-release at pixel p sets each complex modal coordinate q_k(0) from

@@ -1,4 +1,4 @@
-"""Frequency adaptive normalisation of spectral volumes (PAPER.md section 3).
+"""Frequency adaptive normalisation of spectral volumes (docs/method.md §3).
 
 Per frequency k a scale s_k = the 95th percentile of coefficient magnitudes over the training
 set; then S' = sign(S) * sqrt(|S| / s_k) elementwise on the 4 real channels, inverted exactly by
@@ -17,11 +17,30 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from gid_jax.atomic import write_json_atomic
+
 # Magnitudes below/above this range land in the first/last bin; spectral volumes in pixels span
-# roughly 1e-3 .. 1e3 (PAPER.md 2.1: "0 to 100"), so the range is generous on both sides.
+# roughly 1e-3 .. 1e3 (docs/method.md §2.1: "0 to 100"), so the range is generous on both sides.
 _LOG10_MIN, _LOG10_MAX = -6.0, 6.0
 _BINS_PER_DECADE = 400  # bin width 10**(1/400) - 1 = 0.58% relative
 MAGNITUDES = ("component", "complex")
+
+
+def frequency_normalize(sv, scales):
+    """S' = sign(S) * sqrt(|S| / s_k) of ``(..., K, H, W, 4)`` with per-frequency ``scales`` ``(K,)``
+    (or ``(..., K)``, one set per example).
+
+    The one implementation of the transform: numpy arrays stay numpy (data preparation), anything
+    else goes through jnp (jit-able). The caller picks the dtype of ``scales``.
+    """
+    xp = np if isinstance(sv, np.ndarray) else jnp
+    return xp.sign(sv) * xp.sqrt(xp.abs(sv) / scales[..., None, None, None])
+
+
+def frequency_denormalize(sv_normalized, scales):
+    """Exact inverse of `frequency_normalize`: S = sign(S') * S'^2 * s_k."""
+    xp = np if isinstance(sv_normalized, np.ndarray) else jnp
+    return xp.sign(sv_normalized) * xp.square(sv_normalized) * scales[..., None, None, None]
 
 
 class FrequencyNormalizer:
@@ -29,7 +48,7 @@ class FrequencyNormalizer:
 
     `magnitude="component"` takes the percentile over |Re| and |Im| of x and y separately (the
     transform acts on those 4 real channels); `"complex"` over the complex moduli |S_x|, |S_y|.
-    The paper does not say which; "component" is our default (NOT RECOVERED in PAPER.md).
+    The paper does not say which; "component" is our default (NOT RECOVERED, docs/method.md §3).
     """
 
     def __init__(self, num_freqs: int = 16, percentile: float = 95.0, magnitude: str = "component"):
@@ -103,18 +122,15 @@ class FrequencyNormalizer:
         return norm
 
     # -- transform (pure jnp, jit-able) ------------------------------------------------------
-    def _broadcast_scales(self, x):
-        return jnp.asarray(self.scales, x.dtype)[:, None, None, None]
-
     def normalize(self, sv):
         """S' = sign(S) * sqrt(|S| / s_k), on `(..., K, H, W, 4)`."""
         sv = jnp.asarray(sv)
-        return jnp.sign(sv) * jnp.sqrt(jnp.abs(sv) / self._broadcast_scales(sv))
+        return frequency_normalize(sv, jnp.asarray(self.scales, sv.dtype))
 
     def denormalize(self, sv_normalized):
         """Exact inverse of `normalize`: S = sign(S') * S'^2 * s_k."""
         x = jnp.asarray(sv_normalized)
-        return jnp.sign(x) * jnp.square(x) * self._broadcast_scales(x)
+        return frequency_denormalize(x, jnp.asarray(self.scales, x.dtype))
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -128,10 +144,7 @@ class FrequencyNormalizer:
             "histogram": {"log10_min": _LOG10_MIN, "bins_per_decade": _BINS_PER_DECADE,
                           "counts": {str(k): _sparse(row) for k, row in enumerate(self.counts)}},
         }
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(payload))
-        os.replace(tmp, path)
-        return path
+        return write_json_atomic(path, payload)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FrequencyNormalizer":

@@ -1,6 +1,6 @@
 """Spectral volumes: per-pixel temporal Fourier coefficients of motion, and back to trajectories.
 
-Conventions (DESIGN.md): trajectories `(..., T, H, W, 2)` in pixels with channel 0 = x, 1 = y;
+Conventions (docs/architecture.md §8.1): trajectories `(..., T, H, W, 2)` in pixels with channel 0 = x, 1 = y;
 spectral volumes `(..., K, H, W, 4)` with channels `[Re x, Re y, Im x, Im y]`, the unnormalised
 forward FFT over T samples (numpy's default), bins 0..K-1 (DC included).
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-NUM_FRAMES = 150  # T: samples per clip (5 s at 30 fps), PAPER.md 2.2
-NUM_FREQS = 16    # K: kept frequency bins, 0 .. 3.0 Hz at 30 fps, PAPER.md 2.1
+NUM_FRAMES = 150  # T: samples per clip (5 s at 30 fps), docs/method.md §2.2
+NUM_FREQS = 16    # K: kept frequency bins, 0 .. 3.0 Hz at 30 fps, docs/method.md §2.1
 
 
 def to_spectral_volume(traj: jnp.ndarray, num_freqs: int = NUM_FREQS) -> jnp.ndarray:

@@ -3,7 +3,7 @@
     mesh = create_mesh(config.mesh)          # e.g. {data: -1, fsdp: 4, tensor: 1} on 16 devices → 4×4×1
 
 The axes are Auto (not Explicit): with current JAX `jax.make_mesh` defaults to Explicit axes, under
-which ordinary NNX layers fail inside `jax.set_mesh` (DESIGN.md, known pitfalls). Placement is
+which ordinary NNX layers fail inside `jax.set_mesh` (docs/architecture.md §9). Placement is
 driven by explicit `in_shardings`/`out_shardings` on the jitted step instead.
 """
 

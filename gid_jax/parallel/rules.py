@@ -11,7 +11,7 @@ default's entry of the same name), resolved by `rules_from_config`. The batch ax
 input arrays are the rule of the logical name 'batch' (`batch_axes`). docs/parallelism.md has
 the recipes (data parallel, FSDP, FSDP + tensor parallel).
 
-Conventions (DESIGN.md): batch over ('data', 'fsdp'); weights sharded over 'fsdp' (ZeRO-3 style)
+Conventions (docs/architecture.md §4.4): batch over ('data', 'fsdp'); weights sharded over 'fsdp' (ZeRO-3 style)
 on their input-feature axis and over 'tensor' on heads / hidden units; the frequency axis K is
 never sharded so frequency attention needs no collective (`check_rules` refuses a table that
 shards 'freq').

@@ -1,7 +1,7 @@
 """The default model that ships inside the package: `Pipeline.pretrained()`, and what `gid
 animate` / `gid interact` use when `--checkpoint` is left out.
 
-A shipped model is an inference bundle (`gid_jax/export.py`) in `gid_jax/pretrained/NAME/`; its
+A shipped model is an inference bundle (`gid_jax/bundle.py`) in `gid_jax/pretrained/NAME/`; its
 manifest's `provenance` records the config, the commit and the data recipe it was trained with.
 `python -m gid_jax.pretrained.retrain` rebuilds it (see that module).
 """

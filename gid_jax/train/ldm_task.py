@@ -1,4 +1,4 @@
-"""Stages 2 and 3 of 4: the motion LDM (PAPER.md 4.2, 4.3, 5).
+"""Stages 2 and 3 of 4: the motion LDM (docs/method.md §4.2, §4.3, §5).
 
 Stage 1 (`stage=1`) trains the denoiser (image encoder + UNet) on single frequency slices: each
 example contributes one random slice k with its frequency embedding. Stage 2 (`stage=2`) adds the
@@ -28,11 +28,6 @@ from gid_jax.train.task import compute_dtype
 from gid_jax.train.vae_task import LATENT_STATS
 
 
-def noise_schedule(config) -> NoiseSchedule:
-    d = config.diffusion
-    return NoiseSchedule.create(d.num_steps, d.beta_start, d.beta_end, d.schedule)
-
-
 def read_latent_stats(vae_workdir: str) -> tuple[list[float], list[float]]:
     path = Path(vae_workdir) / LATENT_STATS
     try:
@@ -59,7 +54,7 @@ class LDMTask:
         self.name = "ldm" if self.stage == 1 else "ldm_freq_attn"
         self.trainable = (nnx.All(nnx.Param, nnx.PathContains("denoiser")) if self.stage == 1
                           else nnx.All(nnx.Param, nnx.PathContains(FREQ_ATTN)))
-        self.schedule = noise_schedule(config)
+        self.schedule = NoiseSchedule.from_config(config)
         if config.diffusion.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"config.diffusion.loss_weighting must be one of {LOSS_WEIGHTINGS}, "
                              f"got {config.diffusion.loss_weighting!r}")

@@ -39,6 +39,7 @@ from clu import periodic_actions
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
+from gid_jax.atomic import write_text_atomic
 from gid_jax.parallel import arrays as parr
 from gid_jax.parallel.distributed import initialize_distributed
 from gid_jax.parallel.mesh import create_mesh, mesh_summary
@@ -289,12 +290,6 @@ def _flatten_config(config, prefix="") -> dict[str, Any]:
     return out
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def enable_compilation_cache(path: str | None) -> str | None:
     """Point JAX's persistent compilation cache at `path` (expanded; "" = leave it off) unless
     JAX already has a cache directory (the JAX_COMPILATION_CACHE_DIR environment variable, or
@@ -340,7 +335,7 @@ def train(task, config, workdir: str | os.PathLike, *, mesh=None,
         if init_from is not None and init_from.get("workdir", ""):
             state = trainer.apply_init_from(state, init_from)
     if pi == 0:   # what inference and export need to rebuild the model from this workdir
-        _write_text_atomic(workdir / "config.json", config.to_json_best_effort(indent=2))
+        write_text_atomic(workdir / "config.json", config.to_json_best_effort(indent=2))
     writer = tm.create_writer(workdir)
     if step == 0:
         writer.write_hparams({k: v for k, v in _flatten_config(config).items()})

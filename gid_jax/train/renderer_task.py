@@ -1,4 +1,4 @@
-"""Training stage 4: the image-based renderer (PAPER.md 6).
+"""Training stage 4: the image-based renderer (docs/method.md §6).
 
     gid train --config configs/renderer.py:paper --workdir RUN --config.data.dir=DATA
 
@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from gid_jax.eval.image_metrics import psnr
 from gid_jax.models.perceptual import RendererLoss
 from gid_jax.models.renderer import Renderer
 from gid_jax.train.task import compute_dtype
@@ -43,9 +44,8 @@ BATCH_KEYS = ("image", "target_image", "flow", "mean_motion")
 
 
 def _psnr(pred, target):
-    """Batch-mean PSNR (dB) of images in [-1, 1], measured in [0, 1]."""
-    mse = jnp.mean(jnp.square((pred.astype(jnp.float32) - target) / 2.0), axis=(1, 2, 3))
-    return jnp.mean(-10.0 * jnp.log10(jnp.maximum(mse, 1e-10)))
+    """Batch-mean PSNR (dB) of images in [-1, 1], measured in [0, 1] (MSE floored for logs)."""
+    return jnp.mean(psnr((pred.astype(jnp.float32) + 1) / 2, (target + 1) / 2, min_mse=1e-10))
 
 
 def renderer_block(config: Any):

@@ -1,4 +1,4 @@
-"""Stage 1 of 4: the motion VAE on single normalised frequency slices (PAPER.md 4.1).
+"""Stage 1 of 4: the motion VAE on single normalised frequency slices (docs/method.md §4.1).
 
 Loss: L1 + 0.2 × multi-scale gradient loss + 1e-6 × KL. When training finishes, `finalize`
 measures the per-channel latent statistics (whitening) over the training data and writes
