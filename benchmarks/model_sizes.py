@@ -41,7 +41,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from configs.models import get_config  # noqa: E402
+from gid_jax.configs.models import get_config  # noqa: E402
 from gid_jax.models.image_encoder import ImageEncoder  # noqa: E402
 from gid_jax.models.unet import FREQ_ATTN, UNet  # noqa: E402
 from gid_jax.models.vae import MotionVAE  # noqa: E402

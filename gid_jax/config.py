@@ -1,6 +1,9 @@
 """Loading run configurations: `configs/<name>.py:<variant>` plus `--config.a.b=value` overrides.
 
-The same syntax as ml_collections' absl `config_flags`, for our argparse command line.
+The same syntax as ml_collections' absl `config_flags`, for our argparse command line. The
+configs ship inside the package (`gid_jax/configs/`), so `configs/ldm.py:tiny` works from any
+directory and in a non-editable install; a file of that name in the working directory (a copy a
+user edits) wins.
 """
 
 from __future__ import annotations
@@ -11,17 +14,20 @@ from pathlib import Path
 
 import ml_collections
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 def resolve_config_path(path: str) -> Path:
-    """A config file as given, or else relative to the project checkout (`configs/...`)."""
+    """A config file as given, or else the packaged one it names (`configs/X.py` →
+    `gid_jax/configs/X.py`)."""
     candidate = Path(path)
     if candidate.is_file():
         return candidate
-    if not candidate.is_absolute() and (PROJECT_ROOT / candidate).is_file():
-        return PROJECT_ROOT / candidate
-    raise FileNotFoundError(f"{path}: config file not found")
+    if not candidate.is_absolute() and candidate.parts[:1] == ("configs",):
+        packaged = CONFIG_DIR.joinpath(*candidate.parts[1:])
+        if packaged.is_file():
+            return packaged
+    raise FileNotFoundError(f"{path}: config file not found (the packaged configs are in {CONFIG_DIR})")
 
 
 def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.ConfigDict:

@@ -48,7 +48,7 @@ def _step(title: str) -> None:
 
 def quickstart(workdir, num_videos: int = 160, num_heldout: int = 32, size=(64, 40),
                num_frames: int = 30, seed: int = 0, fps: float = 30.0,
-               sampling_steps: int = 10, animation_frames: int = 60, num_animated: int = 8,
+               sampling_steps: int = 10, animation_frames: int = 30, num_animated: int = 8,
                training: dict | None = None, motion_source: str = "ground_truth",
                real_videos=()) -> Path:
     """The whole method end to end on procedural data, at the tiny model sizes (CPU minutes):
@@ -130,11 +130,11 @@ def measure(pipe, pipe_dir, heldout: list[Path], train_videos: Path, out: Path,
     # The fixed-map floor is the mean amplitude of the *training* scenes: the best guess that
     # ignores the image.
     reference = [_true_motion(pipe, v)[1] for v in sorted(train_videos.glob("*.npz"))[:32]]
-    seeds = (0, 1, 2)
+    seeds = (0, 1)    # (a)-(d) use the first; the two give seed agreement and phase diversity
     samples = learning.sample_scenes(pipe, [s["image"] for s in scenes], seeds)
     # The reachable ceiling: each scene under other gusts (the wind is random, no image shows it).
     size, period = (pipe.width, pipe.height), pipe.settings.period
-    wind = [learning.resampled_wind_svs(s["seed"], (1, 2, 3), size, period, pipe.ldm.num_freqs,
+    wind = [learning.resampled_wind_svs(s["seed"], (1, 2), size, period, pipe.ldm.num_freqs,
                                         pipe.settings.fps) for s in scenes]
     report = learning.learning_report(pipe, scenes, seeds, untrained=learning.untrained_pipeline(pipe),
                                       reference_svs=reference, samples=samples, resampled_wind=wind)

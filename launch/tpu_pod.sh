@@ -129,7 +129,7 @@ repo_entries() {
       [[ -e $repo/$e ]] && entries+=("$repo/$e")
     done < <(git -C "$repo" ls-files --cached --others --exclude-standard | cut -d/ -f1 | sort -u)
   else
-    for e in pyproject.toml README.md Makefile constraints.txt gid_jax configs data_pipelines launch; do
+    for e in pyproject.toml README.md Makefile constraints.txt gid_jax data_pipelines launch; do
       [[ -e $repo/$e ]] && entries+=("$repo/$e")
     done
   fi

@@ -86,3 +86,35 @@ def test_train_stops_when_the_loss_diverges(tmp_path):
     line = out.stderr.strip().splitlines()[-1]
     assert "gid train: error: training diverged at step" in line and "no checkpoint was written" in line
     assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()]
+
+
+def test_configs_ship_inside_a_non_editable_install(tmp_path):
+    # `pip install .` (a copy in site-packages, not a link to the checkout), used from another
+    # directory: `configs/NAME.py:VARIANT` must name the packaged configs.
+    from pathlib import Path
+
+    import shutil
+
+    repo, source, site = Path(__file__).resolve().parents[1], tmp_path / "source", tmp_path / "site"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for name in files:     # the sources only, so the build's scratch stays out of the checkout
+        if (repo / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(repo / name, source / name)
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                          "--target", str(site), str(source)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    probe = ("import gid_jax, gid_jax.config as c; print(gid_jax.__file__); "
+             "print(c.load_config('configs/ldm.py:tiny').task); "
+             "print(c.load_config('configs/prepare.py:tiny').num_freqs)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    where, task, num_freqs = out.stdout.split()
+    assert where.startswith(str(site)) and task == "ldm" and int(num_freqs) > 0
+    (tmp_path / "configs").mkdir()                  # an edited copy in the working directory wins
+    (tmp_path / "configs" / "ldm.py").write_text("def get_config(arg=None):\n    return {'task': 'mine'}\n")
+    out = subprocess.run([sys.executable, "-c", "import gid_jax.config as c; print(c.load_config('configs/ldm.py:x')['task'])"],
+                         cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "mine", out.stderr[-2000:]

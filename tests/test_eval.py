@@ -24,7 +24,7 @@ from gid_jax.eval.sweep import grid_cells, merge_results, results_table, run_swe
 from gid_jax.eval.video_windows import (center_crop, evaluate_videos, sliding_fd_from_features,
                                         split_windows, window_starts)
 
-_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+_CONFIGS = Path(__file__).resolve().parents[1] / "gid_jax" / "configs"
 
 
 def _eval_config(variant="tiny"):

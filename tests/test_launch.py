@@ -84,7 +84,7 @@ def test_tpu_pod_dry_run_prints_gcloud_commands(fake_gcloud):
     assert "--worker=all" in scp and _opt(scp, "--zone") == "us-central2-b"
     assert scp[scp.index("--zone") - 1] == "my-tpu:~/gid-jax/"
     sources = {Path(s).name for s in scp[6:scp.index("--zone") - 1]}
-    assert {"gid_jax", "configs", "pyproject.toml", "constraints.txt", "launch"} <= sources
+    assert {"gid_jax", "pyproject.toml", "constraints.txt", "launch"} <= sources
     assert not sources & {".venv", "runs"}                       # ignored files stay behind
     for ssh in (mkdir, install):
         assert ssh[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "my-tpu"] and "--worker=all" in ssh

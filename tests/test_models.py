@@ -25,7 +25,7 @@ def _load(name, path):
     return mod
 
 
-models_cfg = _load("models_config", ROOT / "configs" / "models.py")
+models_cfg = _load("models_config", ROOT / "gid_jax" / "configs" / "models.py")
 model_sizes = _load("model_sizes_bench", ROOT / "benchmarks" / "model_sizes.py")
 
 from gid_jax.models import sharding  # noqa: E402

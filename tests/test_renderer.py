@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs.models import get_config
+from gid_jax.configs.models import get_config
 from gid_jax.models import perceptual as P
 from gid_jax.models import vgg as V
 from gid_jax.models.renderer import EncodedImage, Renderer, average_motion_magnitude

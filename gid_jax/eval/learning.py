@@ -577,8 +577,10 @@ def untrained_pipeline(pipe):
     denoiser predicts ε = 0 whatever its other weights; zeroing that layer of a copy gives
     exactly the untrained model's function. The VAE, latent statistics and frequency scales stay
     trained, so samples live on the data's scale and only the learned motion prior is missing.
-    Shares `pipe`'s compiled samplers (same graph, new weights)."""
+    Guidance is off: with ε ≡ 0 both of its branches agree, so this is the same function at half
+    the cost."""
     import copy
+    import dataclasses
 
     import jax.numpy as jnp
     from flax import nnx
@@ -588,6 +590,7 @@ def untrained_pipeline(pipe):
     if not isinstance(pipe, Pipeline):
         pipe = Pipeline.load(pipe)
     untrained = copy.copy(pipe)
+    untrained.settings = dataclasses.replace(pipe.settings, guidance_weight=0.0)
     untrained.ldm = nnx.clone(pipe.ldm)
     out = untrained.ldm.denoiser.unet.conv_out
     for name in ("kernel", "bias"):
