@@ -76,23 +76,14 @@ def time_training(stage: str, args, batch: int, data_dir: str) -> dict:
     state = trainer.init_state(0)
     host = train_step.synthetic_batch(stage, config, batch)
     data = trainer.host_to_global(host)
-    trainer.compile(data)
-    macc = trainer.empty_metrics()
-    for _ in range(args.warmup):
-        state, macc = trainer.step(state, data, macc)
-    jax.block_until_ready(state)
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        state, macc = trainer.step(state, data, macc)
-    jax.block_until_ready((state, macc))
-    step_seconds = (time.perf_counter() - t0) / args.steps
+    step_seconds, _, loss = train_step.time_steps(trainer, state, data, args.warmup, args.steps)
     peak = tm.peak_flops_per_device()
     flops = trainer.flops_per_step
     return {"stage": stage, "per_device_batch": batch, "compile_seconds": round(trainer.compile_seconds, 2),
             "step_seconds": step_seconds, "examples_per_sec": batch / step_seconds,
             "flops_per_step": flops, "achieved_flops_per_sec": flops / step_seconds if flops else None,
             "mfu": flops / step_seconds / peak if (flops and peak) else None,
-            "loss": float(np.asarray(macc.compute()["loss"])), "peak_memory_bytes": peak_memory()}
+            "loss": loss, "peak_memory_bytes": peak_memory()}
 
 
 def build_pipeline(args):

@@ -95,6 +95,22 @@ def synthetic_batch(stage: str, config, batch: int) -> dict:
             "spectral_volume": (0.3 * r.normal(size=(batch, k, h, w, 4))).astype(np.float32)}
 
 
+def time_steps(trainer, state, batch, warmup: int, steps: int) -> tuple[float, object, float]:
+    """(seconds per training step after `warmup` untimed ones, the final state, the mean loss of
+    all the steps); compiles the step first."""
+    trainer.compile(batch)
+    macc = trainer.empty_metrics()
+    for _ in range(warmup):
+        state, macc = trainer.step(state, batch, macc)
+    jax.block_until_ready(state)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        state, macc = trainer.step(state, batch, macc)
+    jax.block_until_ready((state, macc))
+    seconds = (time.perf_counter() - t0) / steps
+    return seconds, state, float(np.asarray(macc.compute()["loss"]))
+
+
 def _memory_bytes(compiled) -> dict:
     m = compiled.memory_analysis()
     if m is None:
@@ -189,7 +205,7 @@ def main(argv=None):
     if args.analyze:
         return analyze(args, overrides)
 
-    from gid_jax.parallel import host_to_global, initialize_distributed, mesh_summary
+    from gid_jax.parallel import initialize_distributed, mesh_summary
     from gid_jax.train import Trainer, get_task
     from gid_jax.train import metrics as tm
 
@@ -205,17 +221,8 @@ def main(argv=None):
     it = task.create_train_iterator(config, batch_size=args.batch // jax.process_count(),
                                     process_index=jax.process_index(), process_count=jax.process_count())
     batch = trainer.host_to_global(next(it))
-    trainer.compile(batch)
-    macc = trainer.empty_metrics()
-    for _ in range(args.warmup):
-        state, macc = trainer.step(state, batch, macc)
-    jax.block_until_ready(state)
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        state, macc = trainer.step(state, batch, macc)
-    jax.block_until_ready((state, macc))
-    dt = time.perf_counter() - t0
-    sps = args.steps / dt
+    step_seconds, state, loss = time_steps(trainer, state, batch, args.warmup, args.steps)
+    sps = 1.0 / step_seconds
     peak = tm.peak_flops_per_device()
     mem = None
     try:
@@ -233,7 +240,7 @@ def main(argv=None):
         "mfu": (trainer.flops_per_step * sps / peak) if (peak and trainer.flops_per_step) else None,
         "peak_memory_bytes": mem,
         "state_bytes": tm.tree_nbytes(state),
-        "final_loss": float(np.asarray(macc.compute()["loss"])),
+        "final_loss": loss,
     }
     print(json.dumps(result))
     return result
