@@ -154,7 +154,7 @@ def main(argv=None) -> dict:
     if args.tiny:
         args.dtype = "float32" if args.dtype == "bfloat16" else args.dtype   # CPU: bf16 is emulated
     from gid_jax.train import metrics as tm
-    from gid_jax.train.loop import enable_compilation_cache
+    from gid_jax.train.trainer import enable_compilation_cache
 
     enable_compilation_cache("~/.cache/gid_jax/jax_cache")
     start = time.perf_counter()

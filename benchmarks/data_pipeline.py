@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from data_pipelines import augment as aug
-from data_pipelines import input_pipeline as ip
+from data_pipelines import training_input as ip
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,1 +1,2 @@
-"""Data pipelines: procedural oscillation videos, video ingestion, preprocessing, input pipelines."""
+"""Data: procedural oscillation videos, video ingestion, the prepare job (`gid prepare`, Beam), the
+dataset format, and the training input (tf.data readers of the prepared datasets)."""

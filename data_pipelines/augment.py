@@ -317,7 +317,7 @@ def normalize_tf(spectral_volume, scales):
 def augment_batch_jax(batch, output_hw, config: AugmentConfig | None = None, normalizer_scales=None):
     """Geometric augmentation (+ normalisation) of a batch on the device, in jnp.
 
-    `batch` as produced by the input pipeline with `geometry="device"`: 'image' `(B, H0, W0, 3)`,
+    `batch` as produced by the training input with `geometry="device"`: 'image' `(B, H0, W0, 3)`,
     'spectral_volume' `(B, K, H0, W0, 4)` unnormalised, 'augment_params' `(B, 5)`
     (`PARAM_FIELDS`). Same semantics as the host path (`apply_geometry` with bilinear
     interpolation; fill modes 'nearest' and 'constant'), then sign-sqrt normalisation when

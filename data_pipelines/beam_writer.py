@@ -1,8 +1,8 @@
-"""The Apache Beam side of `gid prepare`: the two jobs it runs on one runner.
+"""The Apache Beam side of the prepare job (`gid prepare`): its two stages on one runner.
 
-Job 1 (`run_flow_stage`): per video, optical flow + spectral volumes into OUT/cache
+Stage 1 (`run_flow_stage`): per video, optical flow + spectral volumes into OUT/cache
 (`data_pipelines.clip_cache`), distributed over workers, videos already cached not scheduled.
-Job 2 (`GidMotion`, a TFDS Beam builder, one run per dataset config): reads the cache, keeps the
+Stage 2 (`GidMotion`, a TFDS Beam builder, one run per dataset config): reads the cache, keeps the
 clips that passed the filters and writes the examples (`data_pipelines.dataset_format` schema);
 for `spectral`, a CombineFn gathers the train split's normalisation statistics in the same pass.
 """
@@ -27,7 +27,7 @@ _BUILDER = None
 
 
 # ==============================================================================================
-# Running the jobs
+# Running the stages
 
 
 def beam_pipeline_options(beam_options: list[str] | None, settings: dict, verbose: bool = False):
@@ -54,7 +54,7 @@ def beam_pipeline_options(beam_options: list[str] | None, settings: dict, verbos
 
 
 class _CacheProgress:
-    """tqdm bar over videos whose cache summary exists, polled while the Beam job runs."""
+    """tqdm bar over videos whose cache summary exists, polled while stage 1 runs."""
 
     def __init__(self, cache_dir: str, keys: list[str], enabled: bool):
         self.cache_dir, self.keys, self.enabled = cache_dir, set(keys), enabled
@@ -99,7 +99,8 @@ class _CacheProgress:
 
 def run_flow_stage(sources: list[dict], settings: dict, cache_dir: str, options,
                    progress: bool = True) -> list[dict]:
-    """Beam job 1: optical flow + spectra per video into the cache; returns every summary.
+    """Stage 1 of the prepare job: optical flow + spectra per video into the cache; returns
+    every summary.
 
     Videos whose summary is already there are not scheduled at all (resume).
     """
@@ -245,10 +246,21 @@ def _define_builder(tfds):
         def code_path(cls):
             return None
 
-        def __init__(self, *, settings: dict, elements: list[dict], **kwargs):
+        def __init__(self, *, settings: dict, elements: list[dict], verbose: bool = False, **kwargs):
             # elements: one per video with kept clips: relpath, path, split, cache, keep.
-            self._settings, self._elements = settings, elements
+            self._settings, self._elements, self._verbose = settings, elements, verbose
             super().__init__(**kwargs)
+
+        # TFDS prints "Downloading and preparing dataset …" and "Dataset … downloaded and
+        # prepared to …" to stdout for every dataset config; nothing is downloaded here and
+        # `gid prepare` prints one summary of its own, so they show only with --verbose.
+        def _log_download_bytes(self):
+            if self._verbose:
+                super()._log_download_bytes()
+
+        def _log_download_done(self):
+            if self._verbose:
+                super()._log_download_done()
 
         def _info(self):
             return tfds.core.DatasetInfo(

@@ -1,8 +1,9 @@
 """The prepared data's format: names, paths, feature schema, spectral-volume codec.
 
-Shared by the writer (`data_pipelines.prepare`) and the readers (`data_pipelines.input_pipeline`,
-training, eval). It imports neither Apache Beam nor, until a function needs them, TensorFlow or
-TFDS, so reading the format does not pull in the writer's dependencies.
+Shared by the writer (`data_pipelines.prepare`, the prepare job) and the readers (the training
+input `data_pipelines.training_input`, training, eval). It imports neither Apache Beam nor, until
+a function needs them, TensorFlow, TFDS or JAX, so reading the format does not pull in the
+writer's dependencies.
 
 Layout of a prepared folder (OUT)::
 
@@ -154,17 +155,28 @@ def encode_spectral_volume(sv: np.ndarray, encoding: str) -> tuple[np.ndarray, n
     if encoding == "int8_sqrt":
         scale = np.abs(sv).reshape(num_freqs, -1).max(axis=1).astype(np.float32)
         scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-        x = np.sign(sv) * np.sqrt(np.abs(sv) / scale[:, None, None, None])
+        x = _normalize(sv, scale)
         return np.clip(np.round(x * _INT8_LEVELS), -127, 127).astype(np.int8), scale
     raise ValueError(f"unknown sv_encoding {encoding!r}; expected one of {SV_ENCODINGS}")
+
+
+def _normalize(sv: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """sign*sqrt(|S|/s_k) in numpy through `gid_jax.motion.frequency_normalize`, its one
+    implementation (imported here, not at the top, to keep JAX out of this module's imports;
+    tests/test_prepare.py checks that the codec's output is bit-identical to the formula)."""
+    from gid_jax.motion.normalization import frequency_normalize
+
+    return frequency_normalize(sv, scales)
 
 
 def decode_spectral_volume_np(data: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """numpy twin of `decode_spectral_volume` → float32 `(..., K, H, W, 4)`."""
     data = np.asarray(data)
     if data.dtype == np.int8:
+        from gid_jax.motion.normalization import frequency_denormalize
+
         q = data.astype(np.float32) / np.float32(_INT8_LEVELS)
-        return np.sign(q) * q * q * np.asarray(scale, np.float32)[..., :, None, None, None]
+        return frequency_denormalize(q, np.asarray(scale, np.float32))
     return data.astype(np.float32)
 
 
@@ -205,8 +217,8 @@ def encoding_error(sv: np.ndarray, encoding: str, num_frames: int,
     rel = np.where(den > 0, num / np.maximum(den, 1e-30), 0.0)
     if scales is None:
         scales = np.percentile(np.abs(sv), 95, axis=(0, 2, 3, 4))
-    s = np.maximum(np.asarray(scales, np.float64), 1e-12)[None, :, None, None, None]
-    norm = lambda x: np.sign(x) * np.sqrt(np.abs(x) / s)  # noqa: E731
+    s = np.maximum(np.asarray(scales, np.float64), 1e-12)
+    norm = lambda x: _normalize(x, s)  # noqa: E731
     return {
         "encoding": encoding,
         "bytes_per_example": int(enc[0][0].nbytes + (0 if encoding != "int8_sqrt" else 4 * num_freqs)),

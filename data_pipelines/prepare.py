@@ -16,19 +16,19 @@ For every video under `videos_dir` (files and frame folders, see `data_pipelines
    renderer: (I0, I_t, flow I0→I_t = F_t, t, W).
 
 Videos are split train/test by a hash of their path relative to `videos_dir` (10% test), so no
-video feeds both. The work runs as Apache Beam pipelines, the writing one inside a TFDS dataset builder
-(`GidMotion`, configs `spectral` and `pairs`). The per-frequency normalisation statistics
+video feeds both. This is the prepare job: two stages on one Apache Beam runner, the writing one
+inside a TFDS dataset builder (`GidMotion`, configs `spectral` and `pairs`). The per-frequency normalisation statistics
 (`gid_jax.motion.FrequencyNormalizer` histograms as a Beam CombineFn) of the train split are
 computed in the same pass and written as `normalization.json` inside the dataset folder.
 
 Output layout, dataset schema and the measured precision of the on-disk spectral volumes: see
 `data_pipelines.dataset_format`. Per-video work and the cache: `data_pipelines.clip_cache`;
-the Beam jobs and the TFDS builder: `data_pipelines.beam_writer`.
+the two Beam stages and the TFDS builder: `data_pipelines.beam_writer`.
 
 Running it
 ----------
 Locally (DirectRunner, one worker process per CPU core, progress bar with ETA over videos;
-Beam's INFO logging only with `--verbose`):
+Beam's INFO logging and TFDS's "Downloading and preparing dataset" lines only with `--verbose`):
 
     gid prepare --videos ~/videos --out ~/data/gid --config configs/prepare.py:paper
 
@@ -246,8 +246,9 @@ def prepare(videos_dir: str | os.PathLike, out_dir: str | os.PathLike, config,
             verbose: bool = False) -> PrepareResult:
     """Turns a folder of videos into the `spectral` and `pairs` TFDS datasets under `out_dir`.
 
-    Two Beam jobs on the same runner: (1) optical flow + spectral volumes per video into
-    OUT/cache (resumable), (2) per dataset, the TFDS writer (+ the normalisation statistics).
+    The prepare job, in two stages on the same Beam runner: (1) optical flow + spectral volumes
+    per video into OUT/cache (resumable), (2) per dataset, the TFDS writer (+ the normalisation
+    statistics).
 
     Args:
       videos_dir: folder of video files / frame folders (local or gs://...).
@@ -256,7 +257,8 @@ def prepare(videos_dir: str | os.PathLike, out_dir: str | os.PathLike, config,
       beam_options: Beam pipeline flags, e.g. `["--runner=DataflowRunner", "--project=..."]`;
         none → local DirectRunner with `config.num_workers` workers.
       progress: progress bar with ETA over videos, and a summary at the end.
-      verbose: let local Beam workers log at INFO (start-up, channels); else WARNING and up.
+      verbose: let local Beam workers log at INFO (start-up, channels), and TFDS print its
+        "Downloading and preparing dataset" lines; else WARNING and up, and no TFDS lines.
 
     Raises:
       FileNotFoundError: `videos_dir` does not exist.
@@ -311,7 +313,7 @@ def prepare(videos_dir: str | os.PathLike, out_dir: str | os.PathLike, config,
 
     cls = builder_class()
     for name in names:
-        builder = cls(settings=settings, elements=elements, data_dir=out_dir, config=name)
+        builder = cls(settings=settings, elements=elements, data_dir=out_dir, config=name, verbose=verbose)
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(beam_options=options))
     storage.write_json(report_path, report)
     if not settings["keep_cache"] and not storage.is_remote(cache_dir):

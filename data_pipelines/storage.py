@@ -11,6 +11,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from gid_jax.atomic import write_bytes_atomic
+
 
 def is_remote(path: str) -> bool:
     return "://" in str(path)
@@ -46,26 +48,20 @@ def remove(path: str) -> None:
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Writes under a hidden temporary name in the same folder, then renames over `path`."""
-    parent, name = path.rsplit("/", 1) if is_remote(path) else (str(Path(path).parent), Path(path).name)
-    tmp = join(parent, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
-    if is_remote(path):
-        import tensorflow as tf
-        tf.io.gfile.makedirs(parent)
-        with tf.io.gfile.GFile(tmp, "wb") as f:
-            f.write(data)
-        tf.io.gfile.rename(tmp, path, overwrite=True)
+    """Writes under a hidden temporary name in the same folder, then renames over `path`. Local
+    files go through `gid_jax.atomic`, synced to disk before the rename so that a crash cannot
+    leave a complete-looking name over lost data."""
+    if not is_remote(path):
+        os.makedirs(Path(path).parent, exist_ok=True)
+        write_bytes_atomic(path, data, fsync=True)
         return
-    os.makedirs(parent, exist_ok=True)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    parent, name = path.rsplit("/", 1)
+    tmp = join(parent, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
+    import tensorflow as tf
+    tf.io.gfile.makedirs(parent)
+    with tf.io.gfile.GFile(tmp, "wb") as f:
+        f.write(data)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def write_json(path: str, payload: Any) -> str:

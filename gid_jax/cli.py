@@ -47,7 +47,7 @@ def _cmd_prepare(args) -> None:
 def _cmd_train(args) -> int:
     from gid_jax.config import load_config
     from gid_jax.train import get_task, train
-    from gid_jax.train.loop import TrainingDiverged
+    from gid_jax.train.trainer import TrainingDiverged
 
     config = load_config(args.config, args.overrides)
     if "task" not in config:
@@ -303,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="config FILE:VARIANT (default: configs/prepare.py:paper; tiny for tests); "
                       "override fields with --config.FIELD=VALUE")
     prep.add_argument("--verbose", action="store_true",
-                      help="show Apache Beam's INFO logging (runner and worker start-up, channels)")
+                      help="show Apache Beam's INFO logging (runner and worker start-up, channels) "
+                      "and TFDS's per-dataset 'Downloading and preparing' lines")
     prep.set_defaults(run=_cmd_prepare)
 
     trn = sub.add_parser(

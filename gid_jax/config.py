@@ -15,6 +15,25 @@ from pathlib import Path
 import ml_collections
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+VARIANTS = ("tiny", "paper")
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """`"configs/NAME.py:VARIANT"` → `("configs/NAME.py", "VARIANT")`; no `:VARIANT` → None (the
+    file's own default). The one reader of spec strings: `load_config` calls it."""
+    path, sep, arg = str(spec).partition(":")
+    return path, (arg if sep and arg else None)
+
+
+def parse_variant(arg: str | None, where: str, *, default: str = "paper",
+                  choices: tuple[str, ...] = VARIANTS) -> str:
+    """A config file's `get_config(arg)` argument → one of `choices` (case and surrounding
+    spaces ignored; None or "" → `default`). Every config file calls this, so that each
+    accepts and refuses variants the same way; `where` names the file in the error."""
+    name = (arg or default).strip().lower()
+    if name not in choices:
+        raise ValueError(f"{where}: variant must be one of {', '.join(map(repr, choices))}, got {arg!r}")
+    return name
 
 
 def resolve_config_path(path: str) -> Path:
@@ -37,7 +56,7 @@ def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_co
     Python literals (numbers, tuples, True/False) or else plain strings, and must keep the
     field's type (ConfigDict is type-safe).
     """
-    path_text, _, arg = spec.partition(":")
+    path_text, arg = parse_spec(spec)
     path = resolve_config_path(path_text)
     module_spec = importlib.util.spec_from_file_location(f"gid_config_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)

@@ -1,6 +1,6 @@
 """Ready for accelerators, checked on CPU: the rule table as config data, the parallelism recipes on
 8 fake devices, bf16 vs float32, remat, frequency attention kept local, AOT analysis, the
-accelerator benchmark's smoke mode and the loop's compile-time bookkeeping."""
+accelerator benchmark's smoke mode and the trainer's compile-time bookkeeping."""
 
 from __future__ import annotations
 
@@ -178,6 +178,75 @@ def test_remat_changes_memory_not_the_function():
         UNet(4, 16, 8, (1, 2), 1, (1,), 8, remat="some", rngs=nnx.Rngs(0))
 
 
+def _remat_matches_none(build, loss_of):
+    """Loss and gradients of ``build(remat)`` under "full" and "convs_saveable" against "none".
+
+    Remat only changes what the backward pass keeps, so results agree to float32 reassociation
+    noise: loss rtol 1e-6, gradients rtol 1e-4 / atol 1e-7 (the U-Net test's tolerances). What it
+    keeps is checked on the traced residuals (the leaves of ``jax.vjp``'s backward function):
+    XLA:CPU merges recomputation back into the forward pass, so CPU ``memory_analysis()`` can't."""
+    results, kept = {}, {}
+    for remat in ("none", "full", "convs_saveable"):
+        g, p = nnx.split(build(remat))
+        fn = lambda p: loss_of(nnx.merge(g, p))  # noqa: E731
+        results[remat] = jax.jit(jax.value_and_grad(fn))(p)
+        backward = jax.eval_shape(lambda p: jax.vjp(fn, p)[1], p)
+        kept[remat] = sum(r.size * r.dtype.itemsize for r in jax.tree.leaves(backward))
+    assert kept["full"] < kept["convs_saveable"] < kept["none"], kept
+    for remat in ("full", "convs_saveable"):
+        np.testing.assert_allclose(results[remat][0], results["none"][0], rtol=1e-6)
+        for a, b in zip(jax.tree.leaves(results[remat][1]), jax.tree.leaves(results["none"][1])):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+def test_vae_remat_changes_memory_not_the_function():
+    from gid_jax.models.vae import MotionVAE, vae_loss
+
+    cfg = load_config("configs/vae.py:tiny").model.vae
+    assert cfg.remat == "none"                                       # default: unchanged behaviour
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
+
+    def build(remat):
+        cfg.remat = remat
+        return MotionVAE.from_config(cfg, rngs=nnx.Rngs(0))
+
+    def loss_of(vae):
+        recon, mean, logvar = vae(x, key=jax.random.key(1))
+        return vae_loss(recon, x, mean, logvar, gradient_scales=2)[0]
+
+    _remat_matches_none(build, loss_of)
+    cfg.remat = "some"
+    with pytest.raises(ValueError, match=r"^model\.vae\.remat must be one of .*'some'"):
+        MotionVAE.from_config(cfg, rngs=nnx.Rngs(0))
+
+
+def test_renderer_remat_changes_memory_not_the_function():
+    from gid_jax.models.renderer import Renderer
+
+    cfg = load_config("configs/renderer.py:tiny").model.renderer
+    assert cfg.remat == "none"
+    k = jax.random.split(jax.random.key(0), 4)
+    image = jax.random.uniform(k[0], (2, 8, 12, 3), minval=-1.0, maxval=1.0)
+    flow = 2.0 * jax.random.normal(k[1], (2, 8, 12, 2))
+    weight = jnp.linalg.norm(flow, axis=-1, keepdims=True)
+    noise = jax.random.normal(k[2], (2, cfg.style_dim))
+    target = jax.random.uniform(k[3], (2, 8, 12, 3), minval=-1.0, maxval=1.0)
+
+    def build(remat):
+        cfg.remat = remat
+        r = Renderer(cfg, rngs=nnx.Rngs(0))
+        # toRGB starts at zero, which would leave most of the decoder without gradient
+        for blk in r.decoder:
+            kernel = blk.to_rgb.kernel
+            kernel[...] = 0.1 * jax.random.normal(jax.random.key(5), kernel.shape)
+        return r
+
+    _remat_matches_none(build, lambda r: jnp.mean(jnp.abs(r(image, flow, weight, noise) - target)))
+    cfg.remat = "convs"
+    with pytest.raises(ValueError, match=r"^model\.renderer\.remat must be one of .*'convs'"):
+        Renderer(cfg, rngs=nnx.Rngs(0))
+
+
 def test_analyze_compiles_without_running():
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_step.py"), "--analyze",
                           "--devices", "2", "--mesh", "data=-1", "--variant", "tiny",
@@ -210,17 +279,17 @@ def test_accelerator_smoke_tiny():
     assert r["rendering"]["frames_per_sec"] > 0
 
 
-def test_loop_logs_compile_and_excludes_first_step(tmp_path, caplog):
+def test_trainer_logs_compile_and_excludes_first_step(tmp_path, caplog):
     import logging
 
     from gid_jax.train import train
-    from gid_jax.train.loop import enable_compilation_cache
     from gid_jax.train.metrics import read_metrics
     from gid_jax.train.toy import make_toy_task, toy_train_config
+    from gid_jax.train.trainer import enable_compilation_cache
 
     c = toy_train_config(num_steps=4, log_every=1, batch_size=8)
     c.checkpoint.update(every_steps=100, keep_best=0)
-    with caplog.at_level(logging.INFO, logger="gid_jax.train.loop"):
+    with caplog.at_level(logging.INFO, logger="gid_jax.train.trainer"):
         train(make_toy_task(c), c, tmp_path)
     assert sum("AOT compile of the train step" in r.getMessage() for r in caplog.records) == 1
     m = read_metrics(tmp_path)

@@ -74,11 +74,9 @@ def test_full_disk_is_one_error_line(tmp_path):
 
 
 def test_restoring_a_checkpoint_is_quiet(tmp_path, caplog):
-    import ml_collections
-
     from gid_jax.train import train
     from gid_jax.train.checkpoint import Checkpointer, load_params_from, restore_model
-    from gid_jax.train.loop import Trainer
+    from gid_jax.train.trainer import Trainer
     from gid_jax.train.toy import make_toy_task, toy_train_config
 
     c = toy_train_config(num_steps=2)
@@ -89,7 +87,7 @@ def test_restoring_a_checkpoint_is_quiet(tmp_path, caplog):
     state = trainer.init_state(1)
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        ck = Checkpointer(tmp_path / "checkpoints", ml_collections.ConfigDict(dict(keep=1)), read_only=True)
+        ck = Checkpointer(tmp_path / "checkpoints", c.checkpoint, read_only=True)
         assert ck.restore(trainer.abstract_state, task.create_train_iterator(
             c, batch_size=8, process_index=0, process_count=1))[0] == 2
         ck.close()

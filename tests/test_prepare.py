@@ -239,6 +239,47 @@ def test_encodings_round_trip_in_numpy_and_tf(encoding):
     assert err["coef_rel_l2_worst_freq"] <= bound, err
 
 
+def test_numpy_codec_is_bit_identical_to_the_formula_it_delegates_to():
+    """The int8_sqrt codec and `encoding_error` call `gid_jax.motion.frequency_(de)normalize`;
+    on random data over seven decades (zeros included) the bytes equal the formula written out,
+    sign(S)·sqrt(|S|/s_k) and sign(q)·q·q·s_k, so the prepared datasets did not change."""
+    rng = np.random.default_rng(12)
+    bits = {np.float32: np.uint32, np.float64: np.uint64}
+    for _ in range(20):
+        k = int(rng.integers(1, 9))
+        sv = (rng.standard_normal((k, 7, 5, 4)) * 10.0 ** rng.uniform(-4, 3, (k, 1, 1, 1))).astype(np.float32)
+        sv[0, :2] = 0.0
+        data, scale = F.encode_spectral_volume(sv, "int8_sqrt")
+        want_scale = np.abs(sv).reshape(k, -1).max(axis=1).astype(np.float32)
+        want_scale = np.where(want_scale > 0, want_scale, 1.0).astype(np.float32)
+        x = np.sign(sv) * np.sqrt(np.abs(sv) / want_scale[:, None, None, None])
+        np.testing.assert_array_equal(data, np.clip(np.round(x * 127.0), -127, 127).astype(np.int8))
+        q = data.astype(np.float32) / np.float32(127.0)
+        want = np.sign(q) * q * q * scale[:, None, None, None]
+        got = F.decode_spectral_volume_np(data, scale)
+        assert got.dtype == want.dtype == np.float32
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        for dtype in (np.float32, np.float64):      # the transform itself, numpy in and out
+            v, s = sv.astype(dtype), want_scale.astype(dtype)
+            direct = np.sign(v) * np.sqrt(np.abs(v) / s[:, None, None, None])
+            ours = F._normalize(v, s)
+            assert isinstance(ours, np.ndarray) and ours.dtype == dtype
+            np.testing.assert_array_equal(ours.view(bits[dtype]), direct.view(bits[dtype]))
+
+
+def test_local_atomic_writes_create_folders_and_leave_no_temporaries(tmp_path):
+    from data_pipelines import storage
+
+    path = str(tmp_path / "a" / "b" / "x.json")
+    storage.write_json(path, {"v": 1})
+    storage.write_atomic(path, b'{"v": 2}')
+    assert json.loads(Path(path).read_text()) == {"v": 2}
+    with pytest.raises(TypeError):
+        storage.write_atomic(path, "not bytes")
+    assert json.loads(Path(path).read_text()) == {"v": 2}      # the old file survives a failure
+    assert os.listdir(tmp_path / "a" / "b") == ["x.json"]
+
+
 def test_bad_input_gives_one_line_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         P.prepare(tmp_path / "missing", tmp_path / "out", tiny_config(), progress=False)
@@ -385,3 +426,21 @@ def test_cli_prints_its_summary_once_without_beam_info(tmp_path):
     assert run.stdout.count(f"prepared {out} in ") == 1, run.stdout
     for chatter in ("INFO:apache_beam", "Pipeline_options", "Control channel established"):  # workers' INFO
         assert chatter not in run.stderr, run.stderr[-3000:]
+    for chatter in ("Downloading and preparing dataset", "downloaded and prepared"):  # TFDS's prints
+        assert chatter not in run.stdout + run.stderr, run.stdout
+
+
+def test_tfds_dataset_lines_print_only_when_verbose(tmp_path, capsys):
+    """The builder's TFDS "Downloading and preparing" / "downloaded and prepared" lines (stdout,
+    once per dataset config) show with `gid prepare --verbose` only."""
+    from data_pipelines.beam_writer import builder_class
+
+    settings = P._settings(tiny_config())
+    for verbose in (False, True):
+        builder = builder_class()(settings=settings, elements=[], data_dir=str(tmp_path),
+                                  config="pairs", verbose=verbose)
+        builder._log_download_bytes()
+        builder._log_download_done()
+        out = capsys.readouterr().out
+        assert ("Downloading and preparing dataset" in out) is verbose, out
+        assert ("downloaded and prepared" in out) is verbose, out

@@ -1,8 +1,8 @@
-"""Renderer training stage (docs/method.md §6): the pairs input pipeline and `gid train` on the tiny renderer.
+"""Renderer training stage (docs/method.md §6): the pairs training input and `gid train` on the tiny renderer.
 
 One `gid train --config configs/renderer.py:tiny` run in a subprocess (the renderer's step takes
 tens of seconds to compile on CPU, so it is compiled once) serves the end-to-end checks and the
-check that training improves on softmax splatting; the input-pipeline checks need no model.
+check that training improves on softmax splatting; the training-input checks need no model.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_pipelines.input_pipeline import make_dataset, make_pairs_dataset
+from data_pipelines.training_input import make_dataset, make_pairs_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 30          # tiny renderer, lr 2e-3, batch 4 (configs/renderer.py:tiny)
@@ -34,7 +34,7 @@ def take(it, n):
 
 
 # --------------------------------------------------------------------------------------------
-# the pairs pipeline
+# the pairs training input
 
 
 def test_pairs_batches(prepared_tiny):
@@ -93,7 +93,7 @@ def test_restore_rejects_other_settings(prepared_tiny, tmp_path):
     with pytest.raises(ValueError, match="flip_prob"):
         pairs(prepared_tiny, flip_prob=0.0).restore(path)
     spectral = make_dataset(prepared_tiny, 4, 0, process_index=0, process_count=1).save(tmp_path / "sv.json")
-    with pytest.raises(ValueError, match="not an input pipeline state"):
+    with pytest.raises(ValueError, match="not a training input state"):
         pairs(prepared_tiny).restore(spectral)
 
 

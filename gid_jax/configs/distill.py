@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import ml_collections
 
-from gid_jax.config import load_config
+from gid_jax.config import load_config, parse_variant
 
 
 def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
+    arg = parse_variant(arg, "configs/distill.py")
     paper = arg == "paper"
     c = load_config(f"configs/ldm_freq_attn.py:{arg}")
     c.task = "distill"

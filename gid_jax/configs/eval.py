@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import ml_collections
 
+from gid_jax.config import parse_variant
+
 
 def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
-    if variant not in ("tiny", "paper"):
-        raise ValueError(f"configs/eval.py: variant must be 'tiny' or 'paper', got {variant!r}")
+    variant = parse_variant(variant, "configs/eval.py")
     paper = variant == "paper"
     c = ml_collections.ConfigDict()
     c.out_dir = "runs/eval"

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import ml_collections
 
-from gid_jax.config import load_config
+from gid_jax.config import load_config, parse_variant
 
 
 def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
+    arg = parse_variant(arg, "configs/ldm.py")
     paper = arg == "paper"
     c = load_config(f"configs/vae.py:{arg}")
     c.task = "ldm"
     c.stage = 1
     c.data.slices_per_example = 0     # the LDM sees every slice of an example
+    # Decided by the prepared data: `gid_jax.train.ldm_task.resolve_config` overwrites these and
+    # model.num_freqs / model.image_size from DATA_DIR before training (the values here are the
+    # matching configs/prepare.py variant's).
+    c.model.period = 150 if paper else 30     # T, the frames the spectra were taken over
+    c.model.fps = 30.0
     c.vae_workdir = ml_collections.FieldReference("", field_type=str)  # the finished VAE run
     c.train.init_from.workdir = c.get_ref("vae_workdir")
     c.train.init_from.filter = "^vae/"                                   # copy the VAE only

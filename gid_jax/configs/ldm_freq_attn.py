@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import ml_collections
 
-from gid_jax.config import load_config
+from gid_jax.config import load_config, parse_variant
 
 
 def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
+    arg = parse_variant(arg, "configs/ldm_freq_attn.py")
     paper = arg == "paper"
     c = load_config(f"configs/ldm.py:{arg}")
     c.stage = 2
@@ -22,7 +23,7 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     # A new block: stage 1's init_from is tied to vae_workdir, which stage 2 does not use
     # (the VAE and the latent statistics come with the stage-1 checkpoint).
     c.train.init_from = ml_collections.ConfigDict(dict(
-        workdir=c.get_ref("ldm_workdir"), step=-1, filter=".*", use_ema=True))
+        workdir=c.get_ref("ldm_workdir"), step=-1, filter=".*", use_ema=True, strip_prefix=""))
     c.train.num_steps = 250_000 if paper else 10          # the rest of 750K; NOT RECOVERED split
     c.train.batch_size = 96 if paper else 2               # each example is all K slices
     return c

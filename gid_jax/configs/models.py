@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ml_collections
 
+from gid_jax.config import parse_variant
+
 
 def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
-    if variant not in ("tiny", "paper"):
-        raise ValueError(f"configs/models.py: variant must be 'tiny' or 'paper', got {variant!r}")
+    variant = parse_variant(variant, "configs/models.py")
     paper = variant == "paper"
     c = ml_collections.ConfigDict()
     c.num_freqs = 16 if paper else 4              # K (docs/method.md §2.1)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import ml_collections
 
+from gid_jax.config import parse_variant
+
 
 def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
-    arg = (arg or "paper").strip().lower()
-    if arg not in ("paper", "tiny"):
-        raise ValueError(f"configs/prepare.py: unknown variant {arg!r}; expected 'paper' or 'tiny'")
+    arg = parse_variant(arg, "configs/prepare.py")
 
     c = ml_collections.ConfigDict()
     c.variant = arg

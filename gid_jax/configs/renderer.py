@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import ml_collections
 
-from gid_jax.config import load_config
+from gid_jax.config import load_config, parse_variant
 
 
 def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
-    variant = (arg or "paper").strip().lower()
-    if variant not in ("tiny", "paper"):
-        raise ValueError(f"configs/renderer.py: variant must be 'tiny' or 'paper', got {variant!r}")
+    variant = parse_variant(arg, "configs/renderer.py")
     tiny = variant == "tiny"
 
     c = load_config(f"configs/train_defaults.py:{variant}")
@@ -26,6 +24,9 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     # `model.renderer`: encoder/decoder sizes, splat Z scale and the loss (perceptual + L1, VGG
     # weights), see configs/models.py. The other blocks there are unused by this stage.
     c.model = load_config(f"configs/models.py:{variant}")
+    # Rematerialisation of the renderer's blocks in the backward pass (memory for compute), as
+    # model.remat: "none" | "full" | "dots_saveable" | "convs_saveable" (models/layers.py).
+    c.model.renderer.remat = "none"
 
     c.data = ml_collections.ConfigDict(dict(
         dir="",                       # `gid prepare`'s output folder (or its gid_motion/pairs/1.0.0)

@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
-from gid_jax.config import load_config
+from gid_jax.config import load_config, parse_variant
 
 
 def get_config(arg: str = "tiny"):
     from gid_jax.train.toy import toy_config
 
-    c = load_config(f"configs/train_defaults.py:{arg}")
+    variant = parse_variant(arg, "configs/toy.py", default="tiny")
+    c = load_config(f"configs/train_defaults.py:{variant}")
     c.task = "toy"
     c.toy = toy_config()
     c.optimizer.learning_rate = 1e-2

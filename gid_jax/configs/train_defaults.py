@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import ml_collections
 
+from gid_jax.config import parse_variant
 from gid_jax.parallel.rules import LOGICAL_AXIS_RULES, format_rules
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variant = parse_variant(arg, "configs/train_defaults.py")
     c = ml_collections.ConfigDict()
     c.seed = 0
 
@@ -58,6 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         decay_steps=-1,               # -1: train.num_steps
         end_lr_factor=0.0,            # final lr = learning_rate * end_lr_factor (cosine / linear)
         grad_clip_norm=1.0,           # global-norm clipping; 0 disables. NOT RECOVERED
+        momentum=0.0,                 # name="sgd" only (0: plain SGD)
     ))
 
     # Mesh axis sizes (-1 = the rest) and the logical-axis rule table, "name=axis1+axis2,name2=,..."
@@ -75,7 +78,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         best_mode="min",              # min | max
         async_save=True,
     ))
-    if arg == "tiny":
+    if variant == "tiny":
         c.train.update(num_steps=20, batch_size=8, log_every=5, ema_decay=0.9, progress_every_secs=10.0)
         c.checkpoint.update(every_steps=10)
     return c

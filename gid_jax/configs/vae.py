@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import ml_collections
 
-from gid_jax.config import load_config
+from gid_jax.config import load_config, parse_variant
 
 
 def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
-    if arg not in ("tiny", "paper"):
-        raise ValueError(f"configs/vae.py: variant must be 'tiny' or 'paper', got {arg!r}")
+    arg = parse_variant(arg, "configs/vae.py")
     paper = arg == "paper"
     c = load_config(f"configs/train_defaults.py:{arg}")
     c.task = "vae"
     c.model = load_config(f"configs/models.py:{arg}")
+    # Rematerialisation of the VAE's blocks in the backward pass (memory for compute), the choices
+    # of model.remat: "none" | "full" | "dots_saveable" | "convs_saveable" (models/layers.py).
+    c.model.vae.remat = "none"
     c.data = ml_collections.ConfigDict(dict(
         dir="",                       # a `gid prepare` output folder (required)
         augment="default",            # "default": the paper's augmentations (docs/method.md §4.3); "none"

@@ -29,7 +29,7 @@ DIVERSITY_SEED_STRIDE = 100_003   # extra samples of image i use seed + i + s * 
 
 def test_examples(data_dir: str, split: str, limit: int = -1) -> list[tuple[np.ndarray, np.ndarray]]:
     """(image (H,W,3) in [0,1], spectral volume (K,H,W,4) in pixels) pairs of a prepared split."""
-    from data_pipelines.input_pipeline import make_dataset
+    from data_pipelines.training_input import make_dataset
 
     it = make_dataset(data_dir, 1, 0, augment=None, shuffle_buffer=0, repeat=False,
                       drop_remainder=False, split=split, process_index=0, process_count=1)
@@ -45,7 +45,7 @@ def test_examples(data_dir: str, split: str, limit: int = -1) -> list[tuple[np.n
 
 def test_pairs(data_dir: str, split: str, limit: int = -1) -> list[dict]:
     """Renderer pairs (I0, I_t, flow I0→I_t, W) of a prepared split, unflipped, in order."""
-    from data_pipelines.input_pipeline import make_pairs_dataset
+    from data_pipelines.training_input import make_pairs_dataset
 
     it = make_pairs_dataset(data_dir, 1, 0, flip_prob=0.0, shuffle_buffer=0, repeat=False,
                             drop_remainder=False, split=split, process_index=0, process_count=1)

@@ -13,7 +13,8 @@ Blocks (LDM / ADM architecture):
 * :class:`MultiHeadSelfAttention` over a sequence ``(N, L, C)``; :class:`SpatialAttention`
   (GroupNorm pre-norm, attention over the h*w positions, residual).
 * :func:`sinusoidal_embedding`, :class:`EmbeddingMLP` — timestep / frequency-index embeddings.
-* :func:`remat_policy` — the rematerialisation choices of ``config.model.remat``.
+* :func:`remat_policy`, :func:`remat_call` — the rematerialisation choices of ``model.remat``
+  (U-Net), ``model.vae.remat`` and ``model.renderer.remat``, and one way to apply them.
 
 Both attentions (spatial, and the U-Net's frequency attention, built on
 :class:`MultiHeadSelfAttention`) call ``jax.nn.dot_product_attention``, which picks the fused
@@ -46,6 +47,7 @@ __all__ = [
     "check_sizes",
     "conv",
     "linear",
+    "remat_call",
     "remat_policy",
     "sinusoidal_embedding",
 ]
@@ -58,9 +60,9 @@ def _save_dots_and_convs(prim, *_, **__) -> bool:
 
 
 # config.model.remat -> (remat on?, jax.checkpoint policy). "full": keep only block inputs and
-# recompute everything in the backward pass (least memory); "dots_saveable": keep matmul outputs
-# (the attention projections); "convs_saveable": keep matmul and conv outputs, recompute only
-# the cheap elementwise work (norms, SiLU) - the usual choice for a conv net.
+# recompute everything in the backward pass (least memory); "dots_saveable": JAX's policy, which
+# (JAX 0.10) keeps matmul *and* conv outputs; "convs_saveable": keep matmul and conv outputs,
+# recompute only the cheap elementwise work (norms, SiLU) - the usual choice for a conv net.
 REMAT_POLICIES = {
     "none": (False, None),
     "full": (True, None),
@@ -69,12 +71,23 @@ REMAT_POLICIES = {
 }
 
 
-def remat_policy(name: str):
-    """``(enabled, policy)`` for a ``config.model.remat`` name (ValueError naming the choices)."""
+def remat_policy(name: str, field: str = "model.remat"):
+    """``(enabled, policy)`` for a remat name; ``field`` is the config field named in the
+    ValueError for an unknown name (each model has its own field)."""
     try:
         return REMAT_POLICIES[str(name)]
     except KeyError:
-        raise ValueError(f"model.remat must be one of {sorted(REMAT_POLICIES)}, got {name!r}") from None
+        raise ValueError(f"{field} must be one of {sorted(REMAT_POLICIES)}, got {name!r}") from None
+
+
+def remat_call(name: str, module, *args):
+    """``module(*args)``, rematerialised under remat choice ``name`` (validated at construction
+    with :func:`remat_policy`), so every model wraps its blocks the same way."""
+    enabled, policy = remat_policy(name)
+    if not enabled:
+        return module(*args)
+    return nnx.remat(lambda m, *a: m(*a), policy=policy)(module, *args)
+
 
 _default_kernel_init = nnx.initializers.lecun_normal()
 _zeros = nnx.initializers.zeros_init()

@@ -59,6 +59,11 @@ motion texture, the renderer produces ``I_t``:
      against ``I0``), and near-static frames lose up to 1 dB
    - with ``g``: 31.0 dB / 0.033 (training seed 1: 30.8 dB / 0.034)
 
+Memory: ``remat`` (``config.model.renderer.remat``, the choices of
+`gid_jax.models.layers.remat_policy`; default "none") recomputes every encoder ResNet block and
+every decoder block in the backward pass instead of keeping its activations. The forward function
+is unchanged.
+
 Use ``encode`` once and ``synthesize`` per frame to render many frames of one image; an encoding
 of batch 1 is broadcast against a batch of N flows. ``Renderer.__call__`` does both.
 
@@ -76,7 +81,7 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from gid_jax.models.layers import Norm, check_sizes
+from gid_jax.models.layers import Norm, check_sizes, remat_call, remat_policy
 from gid_jax.models.sharding import partitioned
 from gid_jax.models.splatting import softmax_splat
 
@@ -196,7 +201,7 @@ class _BasicBlock(nnx.Module):
 class _Encoder(nnx.Module):
     """ResNet-34-like pyramid plus a full-resolution level; see the module docstring."""
 
-    def __init__(self, cfg, *, dtype, rngs: nnx.Rngs):
+    def __init__(self, cfg, *, remat="none", dtype, rngs: nnx.Rngs):
         blocks = tuple(int(b) for b in cfg.encoder_blocks)
         chans = tuple(int(c) for c in cfg.encoder_channels)
         if len(blocks) != len(chans) or not blocks:
@@ -207,6 +212,7 @@ class _Encoder(nnx.Module):
         cf = int(cfg.full_res_channels)
         check_sizes("Renderer", encoder_blocks=blocks, encoder_channels=chans, full_res_channels=cf)
         self.dtype = dtype
+        self.remat = remat
         self.full_conv = _conv(3, cf, 3, dtype=dtype, rngs=rngs)
         self.full_block = _BasicBlock(cf, cf, 1, dtype=dtype, rngs=rngs)
         self.stem = _conv(3, chans[0], 7, stride=2, use_bias=False, dtype=dtype, rngs=rngs)
@@ -225,13 +231,13 @@ class _Encoder(nnx.Module):
 
     def __call__(self, image):
         x = image.astype(self.dtype)
-        levels = [self.full_block(jax.nn.relu(self.full_conv(x)))]
+        levels = [remat_call(self.remat, self.full_block, jax.nn.relu(self.full_conv(x)))]
         h = jax.nn.relu(self.stem_norm(self.stem(x)))
         levels.append(h)
         h = _max_pool_3x3_s2(h)
         for stage in self.stages:
             for block in stage:
-                h = block(h)
+                h = remat_call(self.remat, block, h)
             levels.append(h)
         return levels
 
@@ -325,11 +331,13 @@ class Renderer(nnx.Module):
 
     def __init__(self, config, *, rngs: nnx.Rngs, dtype=jnp.float32):
         cfg = config.renderer if hasattr(config, "renderer") else config
+        self.remat = str(getattr(cfg, "remat", "none"))   # absent (older configs) = "none"
+        remat_policy(self.remat, "model.renderer.remat")   # an unknown name fails here
         self.dtype = dtype
         self.style_dim = int(cfg.style_dim)
         check_sizes("Renderer", style_dim=self.style_dim)
         self.splat_z_scale = float(cfg.splat_z_scale)
-        self.encoder = _Encoder(cfg, dtype=dtype, rngs=rngs)
+        self.encoder = _Encoder(cfg, remat=self.remat, dtype=dtype, rngs=rngs)
         level_c = self.encoder.level_channels
         self.level_channels = level_c
         self.num_levels = len(level_c)
@@ -460,7 +468,7 @@ class Renderer(nnx.Module):
                 feat = jnp.concatenate([_upsample_to(x, hw), feat], axis=-1)
             if j == 0:
                 feat = jnp.concatenate([feat, warped_image[..., :5].astype(self.dtype)], axis=-1)
-            x, y = self.decoder[j](feat, style)
+            x, y = remat_call(self.remat, self.decoder[j], feat, style)
             r = y if r is None else y + _upsample_to(r, hw)
         # A function of the motion only (no gradient: sqrt is not differentiable at F_t = 0).
         moved = jax.lax.stop_gradient(moved)

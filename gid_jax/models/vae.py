@@ -9,6 +9,11 @@ single-head attention in each middle block):
     decoder: post_quant_conv 1x1 -> conv_in -> mid -> [(num_res_blocks+1) x ResBlock, Upsample
              (not after the first level)] per level, reversed -> GN-SiLU-conv_out
 
+Memory: ``remat`` (``config.model.vae.remat``, the choices of
+:func:`gid_jax.models.layers.remat_policy`; default "none") recomputes every encoder and decoder
+block (ResBlocks, middle attention, resampling) in the backward pass instead of keeping its
+activations. The forward function is unchanged.
+
 Downsampling factor ``f = 2**(len(channel_multipliers)-1)``: paper (1,2,4) -> f=4, a 160x256 slice
 gives a 40x64x4 latent. The input height and width must be divisible by ``f``.
 
@@ -29,7 +34,7 @@ from flax import nnx
 
 from gid_jax.atomic import write_json_atomic
 from gid_jax.models.layers import (Downsample, Norm, ResBlock, SpatialAttention, Upsample,
-                                   check_sizes, conv)
+                                   check_sizes, conv, remat_call, remat_policy)
 
 __all__ = [
     "LatentStats",
@@ -44,8 +49,17 @@ __all__ = [
 LOGVAR_RANGE = (-30.0, 20.0)  # LDM DiagonalGaussianDistribution clamp
 
 
+def _middle(mod, h):
+    """The middle block (ResBlock, attention, ResBlock) of an encoder or decoder ``mod``."""
+    for m in (mod.mid_res1, mod.mid_attn, mod.mid_res2):
+        h = remat_call(mod.remat, m, h)
+    return h
+
+
 class _Encoder(nnx.Module):
-    def __init__(self, in_ch, latent_ch, base, mults, num_res_blocks, dropout, dtype, rngs):
+    def __init__(self, in_ch, latent_ch, base, mults, num_res_blocks, dropout, dtype, rngs,
+                 remat="none"):
+        self.remat = remat
         self.conv_in = conv(in_ch, base, 3, dtype=dtype, rngs=rngs)
         blocks, downs = [], []
         ch = base
@@ -68,15 +82,17 @@ class _Encoder(nnx.Module):
     def __call__(self, x):
         h = self.conv_in(x)
         for i, block in enumerate(self.blocks):
-            h = block(h)
+            h = remat_call(self.remat, block, h)
             if (i + 1) % self.num_res_blocks == 0 and i // self.num_res_blocks < len(self.downs):
-                h = self.downs[i // self.num_res_blocks](h)
-        h = self.mid_res2(self.mid_attn(self.mid_res1(h)))
+                h = remat_call(self.remat, self.downs[i // self.num_res_blocks], h)
+        h = _middle(self, h)
         return self.conv_out(self.norm_out(h))
 
 
 class _Decoder(nnx.Module):
-    def __init__(self, out_ch, latent_ch, base, mults, num_res_blocks, dropout, dtype, rngs):
+    def __init__(self, out_ch, latent_ch, base, mults, num_res_blocks, dropout, dtype, rngs,
+                 remat="none"):
+        self.remat = remat
         ch = base * mults[-1]
         self.conv_in = conv(latent_ch, ch, 3, dtype=dtype, rngs=rngs)
         self.mid_res1 = ResBlock(ch, ch, dropout=dropout, dtype=dtype, rngs=rngs)
@@ -98,11 +114,11 @@ class _Decoder(nnx.Module):
 
     def __call__(self, z):
         h = self.conv_in(z)
-        h = self.mid_res2(self.mid_attn(self.mid_res1(h)))
+        h = _middle(self, h)
         for i, block in enumerate(self.blocks):
-            h = block(h)
+            h = remat_call(self.remat, block, h)
             if (i + 1) % self.per_level == 0 and i // self.per_level < len(self.ups):
-                h = self.ups[i // self.per_level](h)
+                h = remat_call(self.remat, self.ups[i // self.per_level], h)
         return self.conv_out(self.norm_out(h))
 
 
@@ -116,7 +132,9 @@ class MotionVAE(nnx.Module):
 
     def __init__(self, in_channels: int = 4, latent_channels: int = 4, base_channels: int = 128,
                  channel_multipliers: Sequence[int] = (1, 2, 4), num_res_blocks: int = 2,
-                 dropout: float = 0.0, *, dtype=jnp.float32, rngs: nnx.Rngs):
+                 dropout: float = 0.0, *, remat: str = "none", dtype=jnp.float32,
+                 rngs: nnx.Rngs):
+        remat_policy(remat, "model.vae.remat")   # an unknown name fails here, naming the field
         mults = tuple(channel_multipliers)
         check_sizes("MotionVAE", in_channels=in_channels, latent_channels=latent_channels,
                     base_channels=base_channels, channel_multipliers=mults,
@@ -125,18 +143,18 @@ class MotionVAE(nnx.Module):
         self.latent_channels = latent_channels
         self.downsample_factor = 2 ** (len(mults) - 1)
         self.encoder = _Encoder(in_channels, latent_channels, base_channels, mults, num_res_blocks,
-                                dropout, dtype, rngs)
+                                dropout, dtype, rngs, remat)
         self.quant_conv = conv(2 * latent_channels, 2 * latent_channels, 1, dtype=dtype, rngs=rngs)
         self.post_quant_conv = conv(latent_channels, latent_channels, 1, dtype=dtype, rngs=rngs)
         self.decoder = _Decoder(in_channels, latent_channels, base_channels, mults, num_res_blocks,
-                                dropout, dtype, rngs)
+                                dropout, dtype, rngs, remat)
 
     @classmethod
     def from_config(cls, cfg, *, dtype=jnp.float32, rngs: nnx.Rngs) -> "MotionVAE":
-        """Build from the ``vae`` block of ``configs/models.py``."""
+        """Build from the ``vae`` block of ``configs/models.py`` (``remat``: absent = "none")."""
         return cls(cfg.in_channels, cfg.latent_channels, cfg.base_channels,
                    tuple(cfg.channel_multipliers), cfg.num_res_blocks, cfg.dropout,
-                   dtype=dtype, rngs=rngs)
+                   remat=cfg.get("remat", "none"), dtype=dtype, rngs=rngs)
 
     def _check(self, x, channels, what):
         if x.ndim != 4 or x.shape[-1] != channels:

@@ -3,7 +3,7 @@
 Pure jax.numpy, jit-able and batched over leading axes; no model code lives here.
 """
 
-from gid_jax.motion.loop import loop_loss, loop_seam, seam_ratios
+from gid_jax.motion.looping import loop_loss, loop_seam, seam_ratios
 from gid_jax.motion.modal import (DAMPING_ALPHA, DAMPING_BETA, initial_modal_state,
                                   mode_angular_frequencies, simulate_modal, stable_substeps)
 from gid_jax.motion.normalization import (FrequencyNormalizer, frequency_denormalize,

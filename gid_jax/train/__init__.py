@@ -1,11 +1,12 @@
-"""Training: one generic loop (`train`) driven by a small `Task` per stage.
+"""Training: one generic training loop (`train`, in `trainer.py`) driven by a small `Task` per stage.
 
 The names below are loaded on first use (PEP 562), so that importing a light submodule such as
-`gid_jax.train.checkpoint` (what inference needs to restore weights) does not pull in the loop
-and with it CLU and TensorFlow.
+`gid_jax.train.checkpoint` (what inference needs to restore weights) does not pull in the
+trainer and with it CLU and TensorFlow.
 """
 
 import importlib
+import pkgutil
 
 TASKS: dict[str, str] = {
     # name -> "module:factory(config) -> Task"; stage tasks register here.
@@ -16,7 +17,7 @@ TASKS: dict[str, str] = {
     "distill": "gid_jax.train.distill_task:make_distill_task",
 }
 
-_LAZY = {"Trainer": "loop", "TrainResult": "loop", "train": "loop", "TrainState": "state",
+_LAZY = {"Trainer": "trainer", "TrainResult": "trainer", "train": "trainer", "TrainState": "state",
          "Task": "task", "compute_dtype": "task"}
 
 
@@ -27,11 +28,20 @@ def __getattr__(name: str):
 
 
 def get_task(name: str, config):
-    """Instantiate a registered task by name."""
+    """Instantiate a registered task by name, with `config` complete and locked.
+
+    The task's module may define `resolve_config(config)`, which fills in the fields the data
+    decide (the LDM stages: K, image size, period, fps); it runs first. Then `config.lock()`:
+    from here on no code can add a field (a misspelt one raises instead of being ignored), and
+    the task only reads the config."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)}")
-    module, factory = TASKS[name].split(":")
-    return getattr(importlib.import_module(module), factory)(config)
+    factory = pkgutil.resolve_name(TASKS[name])
+    resolve = getattr(importlib.import_module(factory.__module__), "resolve_config", None)
+    if resolve is not None:
+        resolve(config)
+    config.lock()
+    return factory(config)
 
 
 __all__ = ["TASKS", "Task", "TrainResult", "TrainState", "Trainer", "compute_dtype", "get_task", "train"]

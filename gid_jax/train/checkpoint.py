@@ -1,8 +1,8 @@
-"""Orbax checkpoints of the whole training run: state, input-pipeline position, run metadata.
+"""Orbax checkpoints of the whole training run: state, training-input position, run metadata.
 
 One step directory `<workdir>/checkpoints/<step>/` holds three items:
   state/  TrainState (params, non-trainable state, optimiser state, EMA, RNG, counters) — async
-  data/   each host's input-pipeline position (`process_<i>`: the iterator's own `save(path)`
+  data/   each host's training-input position (`process_<i>`: the iterator's own `save(path)`
           file, or JSON of its `get_state()`), written synchronously at save time
   meta/   JSON: step, process count, global batch size, mesh, and every state leaf's shape/dtype
           (so a restart with a changed model/config fails with a clear message instead of a
@@ -83,10 +83,8 @@ class Checkpointer:
         self.directory = Path(directory).absolute()
         self._writing: int | None = None   # the step of the last save, which may still be running
         self.cfg = ckpt_cfg
-        keep = int(ckpt_cfg.get("keep", 3))
-        keep_best = int(ckpt_cfg.get("keep_best", 0))
-        metric = ckpt_cfg.get("best_metric", "")
-        mode = ckpt_cfg.get("best_mode", "min")
+        keep, keep_best = int(ckpt_cfg.keep), int(ckpt_cfg.keep_best)
+        metric, mode = ckpt_cfg.best_metric, ckpt_cfg.best_mode
         if mode not in ("min", "max"):
             raise ValueError(f"checkpoint.best_mode={mode!r}: expected 'min' or 'max'")
         self.best_metric = metric if keep_best > 0 and metric else None
@@ -99,7 +97,7 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             best_fn=best_fn, best_mode=mode,
             preservation_policy=None if read_only else ocm.AnyPreservationPolicy(policies),
-            enable_async_checkpointing=bool(ckpt_cfg.get("async_save", True)),
+            enable_async_checkpointing=bool(ckpt_cfg.async_save),
             cleanup_tmp_directories=not read_only, create=not read_only, read_only=read_only)
         self.manager = ocp.CheckpointManager(
             self.directory, options=options,

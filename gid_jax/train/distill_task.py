@@ -23,8 +23,9 @@ import numpy as np
 from flax import nnx
 
 from gid_jax.diffusion import predict_x0
+from gid_jax.diffusion.samplers import ddim_step
 from gid_jax.models.ldm import MotionLDM
-from gid_jax.train.ldm_task import LDMTask
+from gid_jax.train.ldm_task import LDMTask, resolve_config  # noqa: F401 - get_task calls it
 from gid_jax.train.motion_data import finish_batch
 from gid_jax.train.task import compute_dtype
 
@@ -78,7 +79,7 @@ class DistillTask(LDMTask):
         eps = teacher.denoiser.guided_eps(z_hi, t_hi, teacher.denoiser.encode_image(image), w)
         a_hi, a_lo = (abar[t].reshape((-1, 1, 1, 1)) for t in (t_hi, t_lo))
         x0_teacher = predict_x0(z_hi, eps, a_hi)
-        z_lo = jax.lax.stop_gradient(jnp.sqrt(a_lo) * x0_teacher + jnp.sqrt(1.0 - a_lo) * eps)
+        z_lo = jax.lax.stop_gradient(ddim_step(z_hi, eps, a_hi, a_lo))   # η = 0: the ODE's step
 
         student_features = student.denoiser.encode_image(image)
 

@@ -38,17 +38,27 @@ def read_latent_stats(vae_workdir: str) -> tuple[list[float], list[float]]:
                                 "(it writes the latent whitening statistics)") from None
 
 
+def resolve_config(config) -> None:
+    """Writes what the prepared data decide into `config.model`: K, the image size, the period T
+    the spectra were taken over and the frame rate, so that the run's config.json alone rebuilds
+    the model for inference and export. `gid_jax.train.get_task` calls it before it builds the
+    task and locks the config; the task itself only reads the config."""
+    paths = data_paths(config)
+    scales = FrequencyNormalizer.load(paths["normalization"]).scales
+    prepared = json.loads(Path(paths["prepare_config"]).read_text())
+    config.model.num_freqs = len(scales)
+    config.model.image_size = (int(prepared["height"]), int(prepared["width"]))
+    config.model.period = int(prepared["num_frames"])
+    config.model.fps = float(prepared["fps"])
+
+
 class LDMTask:
     def __init__(self, config):
-        # The data decide K and the image size; recording them in the config makes the run's
-        # config.json enough to rebuild the model for inference and export.
-        paths = data_paths(config)
-        self.freq_scales = FrequencyNormalizer.load(paths["normalization"]).scales
-        config.model.num_freqs = len(self.freq_scales)
-        prepared = json.loads(Path(paths["prepare_config"]).read_text())
-        config.model.image_size = (int(prepared["height"]), int(prepared["width"]))
-        config.model.period = int(prepared["num_frames"])   # T the spectra were taken over
-        config.model.fps = float(prepared["fps"])
+        self.freq_scales = FrequencyNormalizer.load(data_paths(config)["normalization"]).scales
+        if int(config.model.num_freqs) != len(self.freq_scales):
+            raise ValueError(f"config.model.num_freqs={config.model.num_freqs} but the data have "
+                             f"K={len(self.freq_scales)}; build the task with "
+                             "gid_jax.train.get_task, which takes K from the data")
         self.config = config
         self.stage = int(config.stage)
         self.name = "ldm" if self.stage == 1 else "ldm_freq_attn"
@@ -61,7 +71,7 @@ class LDMTask:
 
     def create_model(self, config, rngs):
         mean = std = None
-        if config.get("vae_workdir", ""):     # stage 2 gets them from the stage-1 checkpoint
+        if config.vae_workdir:     # stage 2 gets them from the stage-1 checkpoint
             mean, std = read_latent_stats(config.vae_workdir)
         return MotionLDM(config.model, num_freqs=len(self.freq_scales), stage=self.stage,
                          latent_mean=mean, latent_std=std, freq_scales=self.freq_scales,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 
 from data_pipelines.augment import AugmentConfig, augment_batch_jax
-from data_pipelines.input_pipeline import make_dataset
 from data_pipelines.dataset_format import dataset_paths
+from data_pipelines.training_input import make_dataset
 
 
 def data_paths(config) -> dict[str, str]:
     """The prepared dataset of `config.data.dir`, with a clear error when it is missing."""
-    data_dir = config.data.get("dir", "")
+    data_dir = config.data.dir
     if not data_dir:
         raise ValueError("config.data.dir is empty: pass --config.data.dir=DATA_DIR, a folder "
                          "written by `gid prepare`")
@@ -40,7 +40,7 @@ def spectral_iterator(config, *, batch_size: int, process_index: int, process_co
 
 def finish_batch(config, batch, augment: bool = True):
     """With `data.geometry="device"` the geometric augmentation and normalisation run here, on
-    the accelerator, inside the jitted step (see data_pipelines.input_pipeline). `augment` must
+    the accelerator, inside the jitted step (see data_pipelines.training_input). `augment` must
     match the iterator's: `augment=False` still normalises (statistics are taken on exactly
     what the models train on)."""
     if config.data.geometry != "device":

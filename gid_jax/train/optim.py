@@ -10,16 +10,16 @@ import optax
 
 
 def _decay_steps(opt_cfg, num_steps: int) -> int:
-    d = int(opt_cfg.get("decay_steps", -1))
-    return num_steps if d is None or d < 0 else d
+    d = int(opt_cfg.decay_steps)
+    return num_steps if d < 0 else d
 
 
 def create_learning_rate_schedule(opt_cfg, num_steps: int) -> optax.Schedule:
     """Linear warm-up from 0 over `warmup_steps`, then constant / cosine / linear decay."""
     lr = float(opt_cfg.learning_rate)
-    warmup = int(opt_cfg.get("warmup_steps", 0))
-    kind = opt_cfg.get("schedule", "constant")
-    end = lr * float(opt_cfg.get("end_lr_factor", 0.0))
+    warmup = int(opt_cfg.warmup_steps)
+    kind = opt_cfg.schedule
+    end = lr * float(opt_cfg.end_lr_factor)
     total = max(_decay_steps(opt_cfg, num_steps), warmup + 1)
     if kind == "constant":
         after = optax.constant_schedule(lr)
@@ -37,17 +37,16 @@ def create_learning_rate_schedule(opt_cfg, num_steps: int) -> optax.Schedule:
 def create_optimizer(opt_cfg, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """(optimizer, schedule). Adam (AdamW when weight_decay > 0) after global-norm clipping."""
     schedule = create_learning_rate_schedule(opt_cfg, num_steps)
-    name = opt_cfg.get("name", "adam").lower()
-    kw = dict(b1=float(opt_cfg.get("b1", 0.9)), b2=float(opt_cfg.get("b2", 0.999)),
-              eps=float(opt_cfg.get("eps", 1e-8)))
-    wd = float(opt_cfg.get("weight_decay", 0.0))
+    name = opt_cfg.name.lower()
+    kw = dict(b1=float(opt_cfg.b1), b2=float(opt_cfg.b2), eps=float(opt_cfg.eps))
+    wd = float(opt_cfg.weight_decay)
     if name in ("adam", "adamw"):
         opt = optax.adamw(schedule, weight_decay=wd, **kw) if (wd > 0 or name == "adamw") else optax.adam(schedule, **kw)
     elif name == "sgd":
-        opt = optax.sgd(schedule, momentum=float(opt_cfg.get("momentum", 0.0)) or None)
+        opt = optax.sgd(schedule, momentum=float(opt_cfg.momentum) or None)
     else:
         raise ValueError(f"optimizer.name={name!r}: expected 'adam', 'adamw' or 'sgd'")
-    clip = float(opt_cfg.get("grad_clip_norm", 0.0) or 0.0)
+    clip = float(opt_cfg.grad_clip_norm)
     parts = ([optax.clip_by_global_norm(clip)] if clip > 0 else []) + [opt]
     return optax.chain(*parts), schedule
 

@@ -3,7 +3,7 @@
     gid train --config configs/renderer.py:paper --workdir RUN --config.data.dir=DATA
 
 Data: the `pairs` dataset of `gid prepare` (`data.dir` = its output folder), read by
-`data_pipelines.input_pipeline.make_pairs_dataset`: start frame I0 and target frame I_t (float
+`data_pipelines.training_input.make_pairs_dataset`: start frame I0 and target frame I_t (float
 [0, 1]), the estimated flow I0 -> I_t `(B, H, W, 2)` in pixels, and W = mean_t |F_t| of the
 clip's whole motion texture `(B, H, W, 1)` (the softmax-splat weight), optionally flipped
 horizontally together (flow x negated). Shuffle and flips are a pure function of `seed`; the
@@ -26,7 +26,6 @@ constants; it is never trained or checkpointed.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,12 +47,6 @@ def _psnr(pred, target):
     return jnp.mean(psnr((pred.astype(jnp.float32) + 1) / 2, (target + 1) / 2, min_mse=1e-10))
 
 
-def renderer_block(config: Any):
-    """The renderer's model block: `config.model.renderer` (or `config.model` if it is that block)."""
-    model = config.model
-    return model.renderer if "renderer" in model else model
-
-
 class RendererTask:
     """The `Task` (gid_jax/train/task.py) for the renderer stage."""
 
@@ -64,15 +57,15 @@ class RendererTask:
         # The loss network, built now (outside any trace): loads the VGG weights, or warns once
         # about the fallback. Kept as (graphdef, state of host numpy arrays): the arrays become
         # literals of the compiled step. (Captured jax Arrays would be hoisted to extra
-        # arguments, which the loop's AOT-compiled step is not called with.)
-        loss = RendererLoss(renderer_block(config), dtype=compute_dtype(config))
+        # arguments, which the trainer's AOT-compiled step is not called with.)
+        loss = RendererLoss(config.model.renderer, dtype=compute_dtype(config))
         graphdef, state = nnx.split(loss)
         self._loss = graphdef, jax.tree.map(np.asarray, state)
         self.uses_vgg = loss.uses_vgg
 
     # ------------------------------------------------------------------ model
     def create_model(self, config, rngs: nnx.Rngs) -> Renderer:
-        return Renderer(renderer_block(config), rngs=rngs, dtype=compute_dtype(config))
+        return Renderer(config.model.renderer, rngs=rngs, dtype=compute_dtype(config))
 
     # ------------------------------------------------------------------ loss
     def loss_module(self) -> RendererLoss:
@@ -102,17 +95,17 @@ class RendererTask:
 
     # ------------------------------------------------------------------ data
     def create_train_iterator(self, config, *, batch_size, process_index, process_count):
-        from data_pipelines.input_pipeline import make_pairs_dataset
+        from data_pipelines.training_input import make_pairs_dataset
 
         data = config.data
-        if not str(data.get("dir", "")):
+        if not str(data.dir):
             raise ValueError("renderer training needs the prepared data: set --config.data.dir=OUT "
                              "(the output folder of `gid prepare`)")
-        flip_prob = float(data.get("flip_prob", 0.5)) if bool(data.get("flip", True)) else 0.0
-        return make_pairs_dataset(str(data.dir), batch_size, int(config.get("seed", 0)),
-                                  flip_prob=flip_prob, shuffle_buffer=int(data.get("shuffle_buffer", 256)),
+        flip_prob = float(data.flip_prob) if bool(data.flip) else 0.0
+        return make_pairs_dataset(str(data.dir), batch_size, int(config.seed),
+                                  flip_prob=flip_prob, shuffle_buffer=int(data.shuffle_buffer),
                                   process_index=process_index, process_count=process_count,
-                                  split=str(data.get("split", "train")))
+                                  split=str(data.split))
 
 
 def make_renderer_task(config) -> RendererTask:

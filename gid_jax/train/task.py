@@ -1,4 +1,4 @@
-"""The `Task` protocol: what a training stage gives the one generic loop (`gid_jax.train.train`).
+"""The `Task` protocol: what a training stage gives the one training loop (`gid_jax.train.train`).
 
 A stage file (VAE, LDM stage 1/2, renderer) is a small class with:
 
@@ -22,6 +22,10 @@ Optional:
     finalize(model, config, workdir)
         Called once with the EMA model when training reaches `train.num_steps` (e.g. the VAE
         stage computes the latent whitening statistics the LDM stages need). Idempotent.
+
+A stage's module may also define `resolve_config(config)`, which writes the config fields the
+data decide; `gid_jax.train.get_task` calls it before building the task and then locks the
+config, so a task reads `config.x` and never writes it.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ class Task(Protocol):
 
 def compute_dtype(config: Any):
     """`config.train.compute_dtype` as a jnp dtype (float32 / bfloat16 / float16)."""
-    name = str(config.train.get("compute_dtype", "float32")) if "train" in config else "float32"
+    name = str(config.train.compute_dtype)
     try:
         return jnp.dtype(name)
     except TypeError:

@@ -114,6 +114,6 @@ class FrozenToyTask(ToyTask):
 
 
 def make_toy_task(config) -> ToyTask:
-    task = FrozenToyTask() if config.toy.get("frozen", False) else ToyTask()
+    task = FrozenToyTask() if config.toy.frozen else ToyTask()
     task._cfg = config
     return task

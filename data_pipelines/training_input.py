@@ -1,4 +1,5 @@
-"""tf.data input pipelines: (image, spectral volume) examples, and renderer pairs.
+"""The training input: tf.data readers of the prepared datasets, (image, spectral volume)
+examples and renderer pairs, per host, augmented, with a checkpointable position.
 
     it = make_dataset("data/gid_motion", batch_size=8, seed=0, normalizer_scales=scales)
     batch = next(it)          # {'image': (B, H, W, 3) float32 in [0, 1],
@@ -15,7 +16,7 @@ in the stream), so the batches are a pure function of the seed and the data.
 Position and checkpoints. Epoch e is the host's data shuffled with a seed derived from (seed, e);
 example i of the stream is example i % N of epoch i // N. The iterator's whole state is therefore
 one integer, the number of examples consumed: `save` writes it (plus what it must match) as a
-small JSON file, and `restore` rebuilds the pipeline at that position by skipping the cheap,
+small JSON file, and `restore` rebuilds the dataset at that position by skipping the cheap,
 undecoded part of at most one epoch. Checkpoints stay tiny regardless of shuffle and prefetch
 buffers, which serialising a tf.data iterator (`tf.train.Checkpoint`) would write out in full
 (a 256-example shuffle buffer of spectral volumes is > 1 GB). The iterator implements clu's
@@ -23,7 +24,7 @@ buffers, which serialising a tf.data iterator (`tf.train.Checkpoint`) would writ
 
 Geometry on host or device. Resampling 4K + 3 channels at 256x160 costs ~16 ms of CPU per example
 (`benchmarks/data_pipeline.py`), too slow for the paper's batch rate on a few host cores. With
-`geometry="device"` the pipeline only decodes, colour-jitters and samples the per-example
+`geometry="device"` the host only decodes, colour-jitters and samples the per-example
 augmentation parameters; `iterator.device_fn(batch)` (`augment.augment_batch_jax`, jit-able)
 then warps, rotates the vectors and normalises on the accelerator, with the same semantics.
 
@@ -150,7 +151,7 @@ def _find_builder_dir(path: Path, prefer: str = "spectral") -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# the pipeline
+# the tf.data graph
 # --------------------------------------------------------------------------------------------
 
 def _seed_key(*words: int) -> int:
@@ -160,7 +161,7 @@ def _seed_key(*words: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class PipelineSpec:
+class InputSpec:
     """Everything that fixes the stream; stored in the iterator state and checked on restore."""
 
     batch_size: int
@@ -175,7 +176,7 @@ class PipelineSpec:
     num_examples: int            # this host's examples per epoch, -1 if unknown
 
 
-def build_dataset(raw: tf.data.Dataset, spec: PipelineSpec, *, decode_fn=None,
+def build_dataset(raw: tf.data.Dataset, spec: InputSpec, *, decode_fn=None,
                   augment: aug.AugmentConfig | None = None, normalizer_scales=None,
                   start: int = 0, num_parallel_calls=tf.data.AUTOTUNE,
                   example_fn: Callable | None = None) -> tf.data.Dataset:
@@ -221,7 +222,7 @@ def build_dataset(raw: tf.data.Dataset, spec: PipelineSpec, *, decode_fn=None,
     return ds.with_options(options)
 
 
-def _process_example(index, example, *, spec: PipelineSpec, config: aug.AugmentConfig, decode_fn,
+def _process_example(index, example, *, spec: InputSpec, config: aug.AugmentConfig, decode_fn,
                      scales, example_key):
     stored_sv = example["spectral_volume"]
     if decode_fn is not None:
@@ -310,7 +311,7 @@ def make_dataset(source, batch_size: int, seed: int, *, augment: Any = "default"
         if output_hw[0] > image_shape[0] or output_hw[1] > image_shape[1]:
             raise ValueError(f"output_size {output_hw} is larger than the examples {image_shape[:2]} "
                              "and no scaling is configured")
-    spec = _pipeline_spec(raw, batch_size=batch_size, seed=seed, process_index=process_index,
+    spec = _input_spec(raw, batch_size=batch_size, seed=seed, process_index=process_index,
                           process_count=process_count, shuffle_buffer=shuffle_buffer, repeat=repeat,
                           drop_remainder=drop_remainder, geometry=geometry, output_hw=output_hw)
     build = functools.partial(build_dataset, raw, spec, decode_fn=decode_fn, augment=config,
@@ -331,10 +332,10 @@ def _check_batch_and_process(batch_size, process_index, process_count) -> tuple[
     return resolve_process(process_index, process_count)
 
 
-def _pipeline_spec(raw: tf.data.Dataset, *, batch_size, seed, process_index, process_count,
-                   shuffle_buffer, repeat, drop_remainder, geometry, output_hw) -> PipelineSpec:
+def _input_spec(raw: tf.data.Dataset, *, batch_size, seed, process_index, process_count,
+                   shuffle_buffer, repeat, drop_remainder, geometry, output_hw) -> InputSpec:
     cardinality = int(raw.cardinality())
-    return PipelineSpec(batch_size=int(batch_size), seed=int(seed), process_index=int(process_index),
+    return InputSpec(batch_size=int(batch_size), seed=int(seed), process_index=int(process_index),
                         process_count=int(process_count), shuffle_buffer=int(shuffle_buffer or 0),
                         repeat=bool(repeat), drop_remainder=bool(drop_remainder), geometry=geometry,
                         output_hw=output_hw, num_examples=cardinality if cardinality >= 0 else -1)
@@ -351,7 +352,7 @@ def _float_image(image: tf.Tensor) -> tf.Tensor:
     return tf.image.convert_image_dtype(image, tf.float32) if image.dtype.is_integer else tf.cast(image, tf.float32)
 
 
-def _process_pair(index, example, *, spec: PipelineSpec, config: aug.AugmentConfig, decode_fn,
+def _process_pair(index, example, *, spec: InputSpec, config: aug.AugmentConfig, decode_fn,
                   example_key):
     """One renderer pair: images to float [0, 1], W to (H, W, 1), then the (optional) flip."""
     if decode_fn is not None:
@@ -412,7 +413,7 @@ def make_pairs_dataset(source, batch_size: int, seed: int, *, flip_prob: float =
         raise TypeError(f"source must be a tf.data.Dataset, a TFDS directory or a TfdsSource, got {type(source).__name__}")
     if len(image_shape) != 3 or None in image_shape[:2]:
         raise ValueError(f"pair images have no static size ({image_shape})")
-    spec = _pipeline_spec(raw, batch_size=batch_size, seed=seed, process_index=process_index,
+    spec = _input_spec(raw, batch_size=batch_size, seed=seed, process_index=process_index,
                           process_count=process_count, shuffle_buffer=shuffle_buffer, repeat=repeat,
                           drop_remainder=drop_remainder, geometry="host",
                           output_hw=(int(image_shape[0]), int(image_shape[1])))
@@ -426,13 +427,13 @@ def make_pairs_dataset(source, batch_size: int, seed: int, *, flip_prob: float =
 # --------------------------------------------------------------------------------------------
 
 class InputIterator(clu_iterator.DatasetIterator):
-    """Numpy batches from the pipeline; its state is the stream position (see module docstring).
+    """Numpy batches of the training input; its state is the stream position (module docstring).
 
     `state_format` names the kind of stream (spectral / pairs) and `settings` holds further
-    JSON-able values it must match on restore (beyond the `PipelineSpec`).
+    JSON-able values it must match on restore (beyond the `InputSpec`).
     """
 
-    def __init__(self, build: Callable[..., tf.data.Dataset], spec: PipelineSpec, device_fn=None, *,
+    def __init__(self, build: Callable[..., tf.data.Dataset], spec: InputSpec, device_fn=None, *,
                  state_format: str = _STATE_FORMAT, settings: dict | None = None):
         self._build, self.spec = build, spec
         self.state_format, self.settings = state_format, dict(settings or {})
@@ -473,22 +474,22 @@ class InputIterator(clu_iterator.DatasetIterator):
         return write_json_atomic(path, self.state())
 
     def restore(self, filename) -> None:
-        """Continues from a saved position; the pipeline settings must be those it was saved with."""
+        """Continues from a saved position; the input settings must be those it was saved with."""
         path = Path(os.fspath(filename))
         try:
             state = json.loads(path.read_text())
         except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: input pipeline state not found") from None
+            raise FileNotFoundError(f"{path}: training input state not found") from None
         except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: unreadable input pipeline state ({err})") from None
+            raise ValueError(f"{path}: unreadable training input state ({err})") from None
         if not isinstance(state, dict) or state.get("format") != self.state_format:
-            raise ValueError(f"{path}: not an input pipeline state of this kind (expected format "
+            raise ValueError(f"{path}: not a training input state of this kind (expected format "
                              f"{self.state_format}, found {state.get('format') if isinstance(state, dict) else None!r})")
         mine = self._identity()
         diff = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
         if diff:
             detail = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
-            raise ValueError(f"{path}: input pipeline state was saved with other settings ({detail})")
+            raise ValueError(f"{path}: training input state was saved with other settings ({detail})")
         self._start(int(state["position"]))
 
 

@@ -72,13 +72,15 @@ class Trainer:
     def __init__(self, task, config, mesh=None):
         self.task, self.config = task, config
         self.mesh = mesh if mesh is not None else create_mesh(config.mesh)
-        self.rules = rules_from_config(config.get("mesh", None))
+        self.rules = rules_from_config(config.mesh)
         tc = config.train
         self.num_steps = int(tc.num_steps)
         self.global_batch = int(tc.batch_size)
-        self.accum = int(tc.get("grad_accum_steps", 1) or 1)
-        self.nan_guard = bool(tc.get("nan_guard", True))
-        self.ema_decay = float(tc.get("ema_decay", 0.0) or 0.0)
+        self.accum = int(tc.grad_accum_steps)
+        if self.accum < 1:
+            raise ValueError(f"train.grad_accum_steps={self.accum} must be >= 1")
+        self.nan_guard = bool(tc.nan_guard)
+        self.ema_decay = float(tc.ema_decay)
         pc, shards = jax.process_count(), parr.batch_shards(self.mesh, self.rules)
         if self.global_batch % pc:
             raise ValueError(f"train.batch_size={self.global_batch} is not divisible by the {pc} processes")
@@ -107,10 +109,9 @@ class Trainer:
 
     def apply_init_from(self, state: TrainState, init_cfg) -> TrainState:
         out, names = load_params_from(init_cfg.workdir, {"params": state.params, "rest": state.rest},
-                                      filter=init_cfg.get("filter", ".*"),
-                                      use_ema=bool(init_cfg.get("use_ema", True)),
-                                      step=int(init_cfg.get("step", -1)),
-                                      source_path=(str(init_cfg.get("strip_prefix", "")), ""))
+                                      filter=init_cfg.filter, use_ema=bool(init_cfg.use_ema),
+                                      step=int(init_cfg.step),
+                                      source_path=(str(init_cfg.strip_prefix), ""))
         ema = jax.tree.map(jnp.copy, out["params"]) if state.ema is not None else None
         return state.replace(params=out["params"], rest=out["rest"], ema=ema,
                              opt_state=jax.jit(self.tx.init, out_shardings=self.state_shardings.opt_state)(
@@ -279,9 +280,9 @@ class _NonfiniteRun:
                 "or check the data")
 
 
-def _flatten_config(config, prefix="") -> dict[str, Any]:
+def _flatten_config(d: dict, prefix="") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` → `{"a.b": 1}` (the hyper-parameters TensorBoard shows)."""
     out = {}
-    d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     for k, v in d.items():
         if isinstance(v, dict):
             out.update(_flatten_config(v, f"{prefix}{k}."))
@@ -313,7 +314,8 @@ def train(task, config, workdir: str | os.PathLike, *, mesh=None,
     Returns when `train.num_steps` is reached or after a SIGTERM-triggered save (`preempted=True`).
     """
     initialize_distributed()
-    cache_dir = enable_compilation_cache(config.train.get("compilation_cache_dir", ""))
+    config.lock()   # nothing may add a field from here on (get_task locks it already)
+    cache_dir = enable_compilation_cache(config.train.compilation_cache_dir)
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(task, config, mesh)
@@ -329,31 +331,30 @@ def train(task, config, workdir: str | os.PathLike, *, mesh=None,
         step, state, _ = restored
         log.info("resumed from %s at step %d", ckpt.directory, step)
     else:
-        state = trainer.init_state(int(config.get("seed", 0)))
+        state = trainer.init_state(int(config.seed))
         step = 0
-        init_from = tc.get("init_from", None)
-        if init_from is not None and init_from.get("workdir", ""):
-            state = trainer.apply_init_from(state, init_from)
+        if tc.init_from.workdir:
+            state = trainer.apply_init_from(state, tc.init_from)
     if pi == 0:   # what inference and export need to rebuild the model from this workdir
         write_text_atomic(workdir / "config.json", config.to_json_best_effort(indent=2))
     writer = tm.create_writer(workdir)
     if step == 0:
-        writer.write_hparams({k: v for k, v in _flatten_config(config).items()})
+        writer.write_hparams(_flatten_config(config.to_dict()))
     ctx = TrainContext(trainer=trainer, state=state, checkpointer=ckpt, workdir=workdir, data_iter=data_iter)
     actions = [periodic_actions.ReportProgress(
         num_train_steps=trainer.num_steps, writer=writer,
-        every_secs=float(tc.get("progress_every_secs", 60.0)))]
-    if tc.get("profile", False) and pi == 0:
+        every_secs=float(tc.progress_every_secs))]
+    if tc.profile and pi == 0:
         actions.append(periodic_actions.Profile(
-            logdir=os.fspath(workdir), num_profile_steps=int(tc.get("profile_num_steps", 5)),
-            first_profile=int(tc.get("profile_first_step", 10))))
-    log_every = max(1, int(tc.get("log_every", 100)))
-    eval_every = int(tc.get("eval_every", 0) or 0)
-    ckpt_every = max(1, int(cc.get("every_steps", 1000)))
+            logdir=os.fspath(workdir), num_profile_steps=int(tc.profile_num_steps),
+            first_profile=int(tc.profile_first_step)))
+    log_every = max(1, int(tc.log_every))
+    eval_every = int(tc.eval_every)
+    ckpt_every = max(1, int(cc.every_steps))
     eval_fn = getattr(task, "eval_fn", None)
     peak = tm.peak_flops_per_device()
     preemption = _Preemption()
-    nonfinite = _NonfiniteRun(int(tc.get("max_nonfinite_steps", 0) or 0), state.skipped, ckpt)
+    nonfinite = _NonfiniteRun(int(tc.max_nonfinite_steps), state.skipped, ckpt)
     save_due = False
     last_scalars: dict[str, float] = {}
     ckpt_metrics: dict[str, float] = {}
@@ -414,7 +415,7 @@ def train(task, config, workdir: str | os.PathLike, *, mesh=None,
                 window_t, window_steps = time.perf_counter(), 0
             if eval_every and eval_fn is not None and step % eval_every == 0:
                 with actions[0].timed("eval"):
-                    ev = eval_fn(trainer.model(state, use_ema=bool(tc.get("eval_use_ema", True))), step)
+                    ev = eval_fn(trainer.model(state, use_ema=bool(tc.eval_use_ema)), step)
                 ev = {f"eval/{k}": float(v) for k, v in ev.items()}
                 writer.write_scalars(step, ev)
                 ckpt_metrics.update(ev)

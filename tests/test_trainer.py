@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from gid_jax.train import Trainer, train
-from gid_jax.train.loop import TrainingDiverged
+from gid_jax.train.trainer import TrainingDiverged
 from gid_jax.train.metrics import read_metrics
 from gid_jax.train.optim import create_learning_rate_schedule
 from gid_jax.train.toy import FrozenToyTask, make_toy_task, toy_train_config
@@ -244,9 +244,10 @@ def test_init_from_copies_filtered_params(reference):
     loaded = tr.apply_init_from(fresh, c.train.init_from)
     src_tr = Trainer(make_toy_task(base_config()), base_config())
     from gid_jax.train.checkpoint import Checkpointer
-    import ml_collections
 
-    ck = Checkpointer(src / "checkpoints", ml_collections.ConfigDict(dict(keep=3, keep_best=0)), read_only=True)
+    ck_cfg = base_config().checkpoint
+    ck_cfg.keep_best = 0
+    ck = Checkpointer(src / "checkpoints", ck_cfg, read_only=True)
     import orbax.checkpoint as ocp
 
     src_state = ck.manager.restore(12, args=ocp.args.Composite(

@@ -1,4 +1,4 @@
-"""Motion-consistent augmentation and the tf.data input pipeline (data_pipelines/)."""
+"""Motion-consistent augmentation and the training input (data_pipelines/training_input.py, tf.data)."""
 
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from data_pipelines import augment as aug
-from data_pipelines import input_pipeline as ip
+from data_pipelines import training_input as ip
 
 GEOMETRIC = aug.AugmentConfig(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
 
@@ -133,7 +133,7 @@ def test_jax_geometry_matches_tf():
 
 
 # ---------------------------------------------------------------------------------------------
-# the pipeline
+# the training input
 # ---------------------------------------------------------------------------------------------
 
 N, K, H, W = 12, 2, 8, 12
@@ -279,14 +279,14 @@ def test_tfds_directory_source(tmp_path, arrays):
 
 
 def test_readers_do_not_import_apache_beam():
-    """Training and the input pipeline read the format module only, not the Beam writer."""
+    """Training and the training input read the format module only, not the Beam writer."""
     import subprocess
     import sys
     from pathlib import Path
 
     code = ("import sys; import data_pipelines.dataset_format; "
             "assert not {'apache_beam', 'tensorflow'} & set(sys.modules), 'format module'; "
-            "import gid_jax.train.motion_data, data_pipelines.input_pipeline; "
+            "import gid_jax.train.motion_data, data_pipelines.training_input; "
             "assert 'apache_beam' not in sys.modules, 'readers'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parents[1])

@@ -1,4 +1,5 @@
-"""The loop constraint of motion self-guidance (docs/method.md §7.2, Eqs. 7.1-7.2).
+"""The video loop: the loop constraint of motion self-guidance (docs/method.md §7.2, Eqs.
+7.1-7.2) and the seam metrics of a looping video. (The training loop is gid_jax/train/trainer.py.)
 
 L_g = ||F_T - F_1||_1 + ||∇F_T - ∇F_1||_1: each pixel's position and velocity at the last frame
 should match those at the first frame, so that the video can play in a seamless loop. We read ∇F
