@@ -245,9 +245,23 @@ def _cmd_eval(args) -> None:
     config = load_config(args.config, args.overrides)
     if not config.data_dir:
         raise ValueError("--config.data_dir is empty: point it at a `gid prepare` output folder")
-    result = run_sweep(config, make_cell_evaluator(config))
+    if args.keep_videos:
+        config.keep_videos = True
+    if args.report and int(config.get("report_clips", 0) or 0) <= 0:
+        config.report_clips = 3
+    evaluator = make_cell_evaluator(config)
+    result = run_sweep(config, evaluator)
     print(f"{len(result['computed'])} cells computed, {len(result['skipped'])} already done; "
           f"results in {config.out_dir}")
+    if evaluator.skipped_video_note:
+        print(f"note: {evaluator.skipped_video_note}")
+    merged = result["results"]
+    if merged is not None and merged.get("table", {}).get("notes"):
+        print("note: " + "; ".join(merged["table"]["notes"]))
+    if args.report and merged is not None:
+        from gid_jax.eval.report import write_report
+
+        print(f"report: {write_report(config, merged)}")
 
 
 def _cmd_quickstart(args) -> None:
@@ -386,12 +400,19 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="evaluate a grid of checkpoints x sampler settings on a test split",
         usage="gid eval --config configs/eval.py:VARIANT [--config.FIELD=VALUE ...]",
         description="A sweep over config.checkpoints (pipeline directories or bundles) and the "
-        "config.grid axes (num_steps, guidance_weight, solver, num_freqs). Each cell samples "
-        "motion for the test examples of config.data_dir and scores it against the measured "
-        "spectral volumes. Cells are shared out over all processes/hosts, each written as its own "
-        "JSON (finished cells are skipped on re-runs); results.csv/json and plots land in "
-        "config.out_dir.")
+        "config.grid axes (num_steps, guidance_weight, solver, num_freqs), plus the baselines of "
+        "config.baselines. Each cell samples motion for the test examples of config.data_dir and "
+        "scores it against the measured spectral volumes; with config.videos_dir (the videos "
+        "`gid prepare` read) it also renders every clip and scores FID/KID/FVD/DTFVD against the "
+        "real clips. Cells are shared out over all processes/hosts, each written as its own "
+        "JSON (finished cells are skipped on re-runs); table.csv/json (one row per cell), "
+        "results.csv/json and plots land in config.out_dir (docs/evaluation.md).")
     ev.add_argument("--config", default="configs/eval.py:paper", help="config FILE:VARIANT")
+    ev.add_argument("--keep-videos", action="store_true",
+                    help="write every generated (and real) clip to OUT/videos/ as mp4")
+    ev.add_argument("--report", action="store_true",
+                    help="also write OUT/report/index.html (offline: table, plots, sliding-window "
+                    "curves, a few clips side by side)")
     ev.set_defaults(run=_cmd_eval)
 
     from gid_jax.export import add_export_command  # noqa: PLC0415 - its own sub-command

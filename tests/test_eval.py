@@ -375,3 +375,229 @@ def test_read_torch_zip_without_torch(tmp_path):
     np.testing.assert_array_equal(tree["b"], b)
     with pytest.raises(weights_io.WeightsFileError, match="not a readable torch zip"):
         weights_io.read_torch_zip(tmp_path / "nope.pt")
+
+
+# ---------------------------------------------------------------------------------------------
+# gid eval's video metrics over clips of any length, baselines in the sweep, the wide table
+
+
+def test_frechet_sample_space_form_matches_covariance_form():
+    from gid_jax.eval.frechet import _frechet_sample_space, frechet_distance_from_stats
+
+    rng = np.random.default_rng(11)
+    for n1, n2, d in ((6, 9, 40), (30, 12, 64), (3, 3, 5)):
+        a, b = rng.normal(size=(n1, d)), rng.normal(0.3, 1.5, size=(n2, d))
+        ref = frechet_distance_from_stats(FeatureStats.from_features(a), FeatureStats.from_features(b))
+        assert _frechet_sample_space(a, b) == pytest.approx(ref, rel=1e-7)
+        assert frechet_distance_from_features(a, b) == pytest.approx(ref, rel=1e-7)  # picks it (n < D)
+
+
+def test_kid_precomputed_kernels_give_the_same_numbers(monkeypatch):
+    from gid_jax.eval import kid
+
+    rng = np.random.default_rng(12)
+    a, b = rng.normal(size=(60, 16)), rng.normal(0.2, 1.0, size=(70, 16))
+    fast = kid.kernel_inception_distance(a, b, num_subsets=7, subset_size=40, seed=3)
+    monkeypatch.setattr(kid, "FULL_KERNEL_MAX", 0)
+    slow = kid.kernel_inception_distance(a, b, num_subsets=7, subset_size=40, seed=3)
+    assert fast["kid"] == pytest.approx(slow["kid"], rel=1e-10)
+    assert fast["kid_std"] == pytest.approx(slow["kid_std"], rel=1e-8)
+
+
+def _standin_networks(dtdb=True):
+    from gid_jax.eval.video_scores import Networks
+
+    def frame_net(x):  # (N,H,W,3) -> (N,6)
+        return np.concatenate([x.mean((1, 2)), x.std((1, 2))], -1)
+
+    def clip_net(v):   # (N,T,H,W,3) -> (N,6)
+        return np.concatenate([v.mean((1, 2, 3)), np.abs(np.diff(v, axis=1)).mean((1, 2, 3))], -1)
+
+    clip_net.batch_size, clip_net.dim = 3, 6
+    return Networks(inception=frame_net, i3d=clip_net, dtdb_i3d=clip_net if dtdb else None)
+
+
+def test_score_feature_sets_pools_clips_of_any_length():
+    from gid_jax.eval.video_scores import MetricSpec, clip_features, score_feature_sets
+
+    rng = np.random.default_rng(13)
+    spec = MetricSpec(crop=(8, 12), fvd_windows=(16, 32), sliding_fid_window=30,
+                      sliding_dtfvd_window=16, sliding_stride=4, kid_subsets=3)
+    nets = _standin_networks()
+    clips = [rng.uniform(size=(n, 10, 14, 3)).astype(np.float32) for n in (40, 20, 34)]
+    real = [clip_features(c, nets, spec) for c in clips]
+    assert real[0]["frames"].shape == (40, 6) and real[1]["fvd32"].shape == (0, 6)
+    m, curves, notes = score_feature_sets(real, real, spec, nets)
+    assert m["fid"] == pytest.approx(0, abs=1e-8) and m["fid_frames"] == 94 == m["kid_frames"]
+    assert m["fvd16_windows"] == 2 + 1 + 2 and m["fvd32_windows"] == 1 + 0 + 1 == m["dtfvd32_windows"]
+    assert curves["sliding_fid"]["starts"] == [0, 4, 8] and curves["sliding_fid"]["counts"] == [60, 60, 30]
+    # stride-4 windows of 16: clips have 7, 2, 5 of them; a start needs two clips
+    assert curves["sliding_dtfvd"]["starts"] == [0, 4, 8, 12, 16]
+    assert curves["sliding_dtfvd"]["counts"] == [3, 3, 2, 2, 2] and not notes
+    moved = [clip_features(np.clip(c + 0.2, 0, 1), nets, spec) for c in clips]
+    assert score_feature_sets(moved, real, spec, nets)[0]["fvd16"] > 0.001
+    short = [clip_features(c[:20], _standin_networks(dtdb=False), spec) for c in clips]
+    m, curves, notes = score_feature_sets(short, short, spec, _standin_networks(dtdb=False))
+    assert "fvd32" not in m and "sliding_fid" not in curves and m["fvd16_windows"] == 3
+    assert any(n.startswith("fvd32 skipped: 0 windows") for n in notes)
+    assert any(n.startswith("DTFVD/DTFVD32 skipped") for n in notes)
+    with pytest.raises(ValueError, match="clip 0 has 20 generated and 40 real"):
+        score_feature_sets(short, real, spec, nets)
+    with pytest.raises(ValueError, match="config.metrics.crop"):
+        clip_features(clips[0], nets, MetricSpec(crop=(64, 64)))
+
+
+class _RowsEvaluator:
+    """A stand-in for pipeline_eval.CellEvaluator: a model cell gives a model and a splat row."""
+
+    def __init__(self):
+        self.calls = []
+
+    def rows(self, cell):
+        self.calls.append(cell["cell_id"])
+        method = cell.get("method", "model")
+        base = {"still": 9.0, "true_motion": 1.0, "fixed_map": 5.0}.get(method, cell.get("num_steps", 0))
+        row = lambda m, v: {"method": m, "metrics": {"fvd16": v, "fvd16_windows": 6, "auc": 0.5},  # noqa: E731
+                            "curves": {"sliding_fid": {"starts": [0, 5], "values": [v, v], "counts": [9, 9]}},
+                            "notes": [f"note {m}"], "info": {"cfg_weight": 1.75}}
+        return [row(method, base)] + ([row("splat", base + 0.5)] if method == "model" else [])
+
+
+def test_sweep_baselines_rows_and_wide_table(tmp_path):
+    c = _sweep_config(tmp_path)
+    ids_before = [x["cell_id"] for x in grid_cells(c)]
+    c.baselines = ("still", "true_motion", "splat", "fixed_map")
+    cells = grid_cells(c)
+    assert [x["cell_id"] for x in cells[:8]] == ids_before          # model cell ids unchanged
+    extra = cells[8:]
+    assert [x["method"] for x in extra] == ["still", "true_motion", "true_motion", "fixed_map", "fixed_map"]
+    assert extra[0]["cell_id"].startswith("still-none-") and len({x["cell_id"] for x in cells}) == 13
+    c.plots = False
+    evs = [_RowsEvaluator(), _RowsEvaluator()]
+    for p in (0, 1):
+        run_sweep(c, evs[p], process_index=p, process_count=2, merge=False, progress=False)
+    assert not set(evs[0].calls) & set(evs[1].calls) and len(evs[0].calls + evs[1].calls) == 13
+    res = merge_results(c, plots=True)
+    assert res["complete"] and len(res["table"]["rows"]) == 8 * 2 + 5
+    with open(Path(c.out_dir) / "table.csv") as f:
+        lines = f.read().strip().splitlines()
+    header = lines[0].split(",")
+    assert len(lines) == 1 + 21 and header.index("fvd16_windows") == header.index("fvd16") + 1
+    assert "cfg_weight" in header and header[-1] == "notes"
+    table = results_table(res)
+    still = next(x for x in cells if x.get("method") == "still")["cell_id"]
+    assert table[(still, "still", "fvd16")] == 9.0
+    assert table[(cells[0]["cell_id"], "splat", "fvd16")] == cells[0]["num_steps"] + 0.5
+    assert table[(cells[0]["cell_id"], "fvd16")] == cells[0]["num_steps"]   # the model row
+    assert (Path(c.out_dir) / "plots" / "fvd16_vs_num_steps.png").stat().st_size > 1000
+    c.baselines = ("still", "nope")
+    with pytest.raises(ValueError, match="config.baselines: unknown"):
+        grid_cells(c)
+
+
+def test_merge_reads_cell_files_written_before_rows(tmp_path):
+    c = _sweep_config(tmp_path)
+    c.plots = False
+    run_sweep(c, _fake_eval([]), process_index=0, process_count=1, progress=False, merge=False)
+    for path in (Path(c.out_dir) / "cells").glob("*.json"):   # the old format: no "rows"
+        rec = json.loads(path.read_text())
+        path.write_text(json.dumps({"cell": rec["cell"], "metrics": rec["metrics"]}))
+    res = merge_results(c, plots=False)
+    assert res["complete"] and len(res["table"]["rows"]) == 8 and len(res["rows"]) == 16
+
+
+def test_eval_config_uses_the_pipeline_cfg_weight():
+    from gid_jax.pipeline import SamplerSettings
+
+    paper, tiny = _eval_config("paper"), _eval_config("tiny")
+    assert tuple(paper.grid.guidance_weight) == (SamplerSettings().guidance_weight,) != (1.0,)
+    assert set(paper.baselines) == {"still", "true_motion", "splat", "fixed_map"}
+    assert tuple(tiny.baselines) == () and paper.videos_dir == "" and not paper.keep_videos
+
+
+def test_fixed_map_is_the_mean_amplitude():
+    from gid_jax import motion
+    from gid_jax.eval.clips import fixed_map_sv
+
+    rng = np.random.default_rng(14)
+    svs = [rng.normal(size=(3, 4, 5, 4)).astype(np.float32) for _ in range(3)]
+    sv, n = fixed_map_sv(svs)
+    assert n == 3 and sv.shape == (3, 4, 5, 4) and np.all(sv[..., 1:] == 0)
+    mean = np.mean([np.asarray(motion.amplitude(s)) for s in svs], axis=0)
+    np.testing.assert_allclose(np.asarray(motion.amplitude(sv)), mean, rtol=1e-5)
+
+
+def test_cell_rows_state_cfg_weight_and_truncation(monkeypatch):
+    """A model cell with a stand-in pipeline: the weight it sampled with ("pipeline" = the
+    checkpoint's own), K truncation labelled as such, and its softmax-splat twin row."""
+    import types
+
+    import ml_collections
+
+    import gid_jax.pipeline
+    from gid_jax.eval import pipeline_eval
+    from gid_jax.pipeline import SamplerSettings
+
+    rng = np.random.default_rng(15)
+    examples = [(np.full((6, 8, 3), i / 3, np.float32), rng.normal(size=(4, 6, 8, 4)).astype(np.float32))
+                for i in range(3)]
+    calls = []
+
+    class FakePipeline:
+        ldm = types.SimpleNamespace(num_freqs=4)
+        settings = SamplerSettings(period=8)
+
+        def predict_spectral_volume(self, image, seed=0, **kw):
+            calls.append(kw)
+            return examples[int(round(float(image[0, 0, 0]) * 3))][1].copy()
+
+    monkeypatch.setattr(pipeline_eval, "test_examples", lambda *a: examples)
+    monkeypatch.setattr(pipeline_eval, "test_pairs", lambda *a: [])
+    monkeypatch.setattr(gid_jax.pipeline.Pipeline, "load", staticmethod(lambda path: FakePipeline()))
+    config = ml_collections.ConfigDict(dict(data_dir="x", split="test", num_videos=3, seed=0,
+                                            diversity_seeds=1, baselines=("splat",)))
+    ev = pipeline_eval.make_cell_evaluator(config)
+    cell = {"checkpoint": "runs/fake", "num_freqs": 2, "guidance_weight": "pipeline", "num_steps": 3,
+            "solver": "ddim", "cell_id": "c"}
+    model, splat = ev.rows(cell)
+    assert [model["method"], splat["method"]] == ["model", "splat"]
+    assert calls[0] == {"num_steps": 3, "solver": "ddim"}               # w left to the pipeline
+    for row in (model, splat):
+        assert row["info"]["cfg_weight"] == SamplerSettings().guidance_weight
+        assert row["info"]["k_mode"] == "truncated" and row["info"]["model_num_freqs"] == 4
+        assert any("config.videos_dir is empty" in n for n in row["notes"])
+    assert "truncated to 2 bins" in model["info"]["label"] and "CFG w=1.75" in model["info"]["label"]
+    assert model["metrics"]["sv_err_f3"] > 0 and model["metrics"]["sv_err_f0"] == 0   # bins 2, 3 zeroed
+    full = ev.rows({**cell, "num_freqs": 4, "guidance_weight": 2.5})[0]
+    assert full["info"]["cfg_weight"] == 2.5 and full["info"]["k_mode"] == "full"
+    assert full["metrics"]["sv_err"] == 0 and calls[-1]["guidance_weight"] == 2.5
+    with pytest.raises(ValueError, match="config.grid.num_freqs: 5"):
+        ev.rows({**cell, "num_freqs": 5})
+
+
+def test_metric_spec_names_the_bad_field():
+    from gid_jax.eval.video_scores import MetricSpec
+
+    m = _eval_config("paper").metrics
+    spec = MetricSpec.from_config(m, seed=3)
+    assert spec.crop == (128, 256) and spec.fvd_windows == (16, 32) and spec.seed == 3
+    for field, value in (("sliding_stride", 0), ("sliding_fid_window", 1), ("crop", (0, 4)),
+                         ("fvd_windows", (1, 16)), ("kid_subset_size", 1)):
+        bad = _eval_config("paper").metrics
+        bad[field] = value
+        with pytest.raises(ValueError, match=f"config.metrics.{field}"):
+            MetricSpec.from_config(bad)
+
+
+def test_missing_weight_file_names_the_field(tmp_path):
+    from gid_jax.eval.features import FeatureWeightsError
+    from gid_jax.eval.video_scores import weight_paths
+
+    m = _eval_config("tiny").metrics
+    m.inception_weights = str(tmp_path / "missing.pt")
+    with pytest.raises(FeatureWeightsError, match="config.metrics.inception_weights: .*missing.pt not found"):
+        weight_paths(m)
+    m = _eval_config("tiny").metrics
+    m.dtdb_i3d_weights = str(tmp_path / "dtdb.npz")
+    with pytest.raises(FeatureWeightsError, match="config.metrics.dtdb_i3d_weights"):
+        weight_paths(m)

@@ -15,7 +15,12 @@ Metrics
   amplitude ratio, spectrum log error, image dependence, seed diversity, with floors and ceiling
   (`learning_report`); learned renderer vs plain softmax splatting (`renderer_metrics`).
 * Sweeps over checkpoints x sampler settings: `gid_jax.eval.sweep.run_sweep(config,
-  evaluate_cell)` with ``configs/eval.py``.
+  evaluate_cell)` with ``configs/eval.py``. `gid eval`'s evaluator
+  (`gid_jax.eval.pipeline_eval.make_cell_evaluator`) renders every test clip per row (model
+  and baselines, `gid_jax.eval.methods`), scores the videos against the real clips
+  (`gid_jax.eval.clips`, `gid_jax.eval.video_scores`: clips of any length, each number with its
+  count) and writes one row per cell (``table.csv``); `gid_jax.eval.report` the HTML page.
+  See docs/evaluation.md.
 
 Feature-network weights
 -----------------------

@@ -161,7 +161,8 @@ def max_pool(x, window, strides, padding):
 # extractors: images/videos in [0, 1] -> features
 
 class Extractor:
-    """Batched, jitted feature extraction; ``_run`` returns a float64 numpy ``(N, D)``."""
+    """Batched, jitted feature extraction; ``_run`` returns a float64 numpy ``(N, D)``. Every
+    call runs ``batch_size`` inputs (the last chunk padded), so one program is compiled."""
 
     def __init__(self, params, apply_fn: Callable, batch_size: int):
         self.params = jax.tree.map(jnp.asarray, dict(params))
@@ -176,7 +177,7 @@ class Extractor:
         for i in range(0, len(x), self.batch_size):
             chunk = x[i:i + self.batch_size]
             n = len(chunk)
-            if n < self.batch_size and len(x) > self.batch_size:  # pad: one compiled shape
+            if n < self.batch_size:  # pad: one compiled shape for a whole sweep, any clip length
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch_size - n, 0)])
             outs.append(np.asarray(self._fn(self.params, chunk), np.float64)[:n])
         return np.concatenate(outs) if outs else np.zeros((0, self.dim))

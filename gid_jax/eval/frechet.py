@@ -7,6 +7,13 @@ Statistics accumulate in float64 (`FeatureStats`: streaming, mergeable across ho
 A = S1^{1/2} (symmetric PSD square root from an eigendecomposition): A S2 A is symmetric PSD, so its
 eigenvalues are real and non-negative up to rounding (clipped at 0), and no complex matrix square
 root is needed.
+
+From features with fewer samples than dimensions (FID on a few hundred frames in 2048-d, FVD
+on a few dozen windows in 400-d) the covariances have rank < n and the same distance is exact
+and much cheaper in sample space: with A, B the centred feature matrices (n1 x D, n2 x D),
+S1 = AᵀA/(n1-1), S2 = BᵀB/(n2-1), the nonzero eigenvalues of S1 S2 are the squared singular
+values of A Bᵀ / sqrt((n1-1)(n2-1)), so Tr((S1 S2)^{1/2}) is the nuclear norm of that
+n1 x n2 matrix (`frechet_distance_from_features` picks the cheaper form).
 """
 
 from __future__ import annotations
@@ -118,8 +125,25 @@ def frechet_distance_from_stats(a: FeatureStats, b: FeatureStats) -> float:
 
 def frechet_distance_from_features(feats_a, feats_b) -> float:
     """FD between Gaussians fitted to two ``(N, D)`` feature sets (FID / FVD given features)."""
-    return frechet_distance_from_stats(FeatureStats.from_features(feats_a),
-                                       FeatureStats.from_features(feats_b))
+    a = _as_features(feats_a, "frechet_distance_from_features")
+    b = _as_features(feats_b, "frechet_distance_from_features")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"frechet_distance_from_features: dimensions {a.shape[1]} and {b.shape[1]}")
+    if min(len(a), len(b)) >= a.shape[1]:
+        return frechet_distance_from_stats(FeatureStats.from_features(a), FeatureStats.from_features(b))
+    return _frechet_sample_space(a, b)
+
+
+def _frechet_sample_space(a: np.ndarray, b: np.ndarray) -> float:
+    """The same distance through the n1 x n2 cross-Gram matrix (module docstring)."""
+    n1, n2 = len(a), len(b)
+    if n1 < 2 or n2 < 2:
+        raise ValueError(f"FeatureStats: need at least 2 samples for a covariance, have {min(n1, n2)}")
+    diff = a.mean(0) - b.mean(0)
+    ca, cb = a - a.mean(0), b - b.mean(0)
+    tr_a, tr_b = np.sum(ca * ca) / (n1 - 1), np.sum(cb * cb) / (n2 - 1)
+    nuclear = np.sum(np.linalg.svd(ca @ cb.T, compute_uv=False)) / np.sqrt((n1 - 1) * (n2 - 1))
+    return float(max(diff @ diff + tr_a + tr_b - 2.0 * nuclear, 0.0))
 
 
 fid_from_features = frechet_distance_from_features

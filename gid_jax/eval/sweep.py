@@ -1,23 +1,31 @@
-"""Batch evaluation sweeps: a grid of checkpoints x sampler settings, over a test split.
+"""Batch evaluation sweeps: a grid of checkpoints x sampler settings, plus baseline rows, over a
+test split.
 
     from gid_jax.eval.sweep import run_sweep
     result = run_sweep(config, evaluate_cell)      # config: configs/eval.py
 
 * The grid is ``config.checkpoints`` x the product of the axes in ``config.grid`` (e.g.
   ``num_steps``, ``guidance_weight``, ``solver``, ``num_freqs``); `grid_cells` lists it in a fixed
-  order, each cell a dict ``{"checkpoint": ..., axis: value, ..., "split": ..., "cell_id": ...}``.
+  order, each cell a dict ``{"checkpoint": ..., axis: value, ..., "split": ..., "cell_id": ...}``,
+  followed by one cell per baseline of ``config.baselines`` (``{"method": name, "checkpoint":
+  ...}``: ``still`` once, ``true_motion`` and ``fixed_map`` per checkpoint; ``splat`` is not a
+  cell of its own but a second row of every model cell, made from the same samples).
 * ``evaluate_cell(cell) -> dict[str, float]`` is the plug-in point: it samples/renders the test
-  split for that checkpoint and setting and returns its metrics (e.g. `evaluate_videos` scalars;
-  `gid eval`'s is `gid_jax.eval.pipeline_eval.make_cell_evaluator`: motion errors, the ``learn_*``
-  metrics of `gid_jax.eval.learning` and ``render_*`` scores). Undefined metrics are left out of a
-  cell rather than written as NaN.
+  split for that checkpoint and setting and returns its metrics. An evaluator with a ``rows``
+  method (`gid_jax.eval.pipeline_eval.CellEvaluator`, what `gid eval` runs) is asked for
+  ``rows(cell) -> [{"method", "metrics", "curves", "notes", "info"}, ...]`` instead: several
+  table rows per cell, curves (sliding-window FID/DTFVD) and notes (what was skipped, why).
+  Undefined metrics are left out of a row rather than written as NaN.
 * Distribution: cell i runs on process ``i % process_count`` (``jax.process_index()`` /
   ``jax.process_count()`` by default; pass both to override, e.g. for independent jobs).
 * Resumable: each finished cell is written atomically as ``OUT/cells/<cell_id>.json``; cells whose
   file exists are skipped, so a killed sweep re-run only computes the missing ones.
-* Results (`merge_results`, run by process 0 after all processes finish, or by hand): a tidy
-  ``OUT/results.csv`` and ``OUT/results.json`` (one row per cell x metric) and ``OUT/plots/*.png``
-  (each metric against each axis that varies, one line per combination of the other settings).
+* Results (`merge_results`, run by process 0 after all processes finish, or by hand):
+  ``OUT/table.csv`` and ``OUT/table.json``, one row per cell and method with every metric as a
+  column (each Fréchet number beside its sample count, ``notes`` saying what was skipped; the
+  JSON also holds the curves), the tidy ``OUT/results.csv`` / ``OUT/results.json`` (one row per
+  cell x method x metric) and ``OUT/plots/*.png`` (each metric against each axis that varies,
+  one line per combination of the other settings, baselines as dashed lines).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional
 
 from gid_jax.atomic import atomic_path, write_json_atomic
+from gid_jax.eval.methods import BASELINES, LABELS, MODEL
 
 CELL_DIR = "cells"
 
@@ -64,11 +73,24 @@ def cell_id(cell: Mapping) -> str:
     settings = {k: v for k, v in cell.items() if k != "cell_id"}
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     ckpt = Path(str(cell.get("checkpoint", "ckpt")).rstrip("/")).name or "ckpt"
+    if cell.get("method", MODEL) != MODEL:
+        ckpt = f"{cell['method']}-{Path(str(cell.get('checkpoint') or 'none').rstrip('/')).name}"
     ckpt = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in ckpt)[:40]
     return f"{ckpt}-{digest}"
 
 
+def baseline_names(config) -> list[str]:
+    """``config.baselines``, checked (`gid_jax.eval.methods.BASELINES`)."""
+    names = [str(b) for b in (config.get("baselines", ()) or ())]
+    bad = [b for b in names if b not in BASELINES]
+    if bad:
+        raise ValueError(f"config.baselines: unknown {bad}; choose from {list(BASELINES)}")
+    return list(dict.fromkeys(names))
+
+
 def grid_cells(config) -> list[dict]:
+    """Model cells (checkpoint x grid, no ``method`` key: their ids predate baselines), then
+    the baseline cells (``splat`` rides along with the model cells)."""
     axes = grid_axes(config)
     split = str(config.get("split", "test"))
     cells = []
@@ -77,6 +99,13 @@ def grid_cells(config) -> list[dict]:
         cell["split"] = split
         cell["cell_id"] = cell_id(cell)
         cells.append(cell)
+    for name in baseline_names(config):
+        if name == "splat":
+            continue
+        for ckpt in ([""] if name == "still" else axes["checkpoint"]):
+            cell = {"method": name, "checkpoint": ckpt, "split": split}
+            cell["cell_id"] = cell_id(cell)
+            cells.append(cell)
     return cells
 
 
@@ -108,6 +137,26 @@ def _check_metrics(cell, metrics) -> dict:
     return out
 
 
+def _cell_rows(cell, evaluate_cell) -> list[dict]:
+    """The table rows of one cell: ``evaluate_cell.rows(cell)`` where the evaluator has it,
+    else one row of ``evaluate_cell(cell)``'s metrics."""
+    method = cell.get("method", MODEL)
+    if hasattr(evaluate_cell, "rows"):
+        raw = list(evaluate_cell.rows(dict(cell)))
+    else:
+        raw = [{"method": method, "metrics": evaluate_cell(dict(cell))}]
+    rows = []
+    for r in raw:
+        rows.append({"method": str(r.get("method", method)),
+                     "metrics": _check_metrics(cell, r.get("metrics", {})),
+                     "curves": _plain(dict(r.get("curves") or {})),
+                     "notes": [str(n) for n in (r.get("notes") or ())],
+                     "info": {str(k): _plain(v) for k, v in (r.get("info") or {}).items()}})
+    if not rows:
+        raise ValueError(f"evaluate_cell({cell['cell_id']}) returned no rows")
+    return rows
+
+
 def run_sweep(config, evaluate_cell: Callable[[dict], Mapping[str, float]], *,
               process_index: Optional[int] = None, process_count: Optional[int] = None,
               out_dir=None, merge: Optional[bool] = None, progress: bool = True) -> dict:
@@ -136,9 +185,10 @@ def run_sweep(config, evaluate_cell: Callable[[dict], Mapping[str, float]], *,
             continue
         bar.set_postfix_str(cell["cell_id"])
         t0 = time.time()
-        metrics = _check_metrics(cell, evaluate_cell(dict(cell)))
-        _write_json_atomic(path, {"cell": cell, "metrics": metrics, "seconds": time.time() - t0,
-                                  "process_index": index, "process_count": count})
+        rows = _cell_rows(cell, evaluate_cell)
+        _write_json_atomic(path, {"cell": cell, "metrics": rows[0]["metrics"], "rows": rows,
+                                  "seconds": time.time() - t0, "process_index": index,
+                                  "process_count": count})
         computed.append(cell["cell_id"])
     bar.close()
     if merge is None:
@@ -150,39 +200,105 @@ def run_sweep(config, evaluate_cell: Callable[[dict], Mapping[str, float]], *,
     return {"computed": computed, "skipped": skipped, "results": results}
 
 
+def _record_rows(rec: dict) -> list[dict]:
+    """A cell file's rows (files written before rows existed hold one metrics dict)."""
+    rows = rec.get("rows")
+    if isinstance(rows, list) and rows:
+        return rows
+    return [{"method": rec["cell"].get("method", MODEL), "metrics": rec["metrics"], "curves": {},
+             "notes": [], "info": {}}]
+
+
+# video metrics first, each Fréchet number followed by its count; then the rest by name
+_LEADING = ("clips", "fid", "fid_frames", "kid_x100", "kid", "kid_std", "kid_frames",
+            "kid_subset_size", "sliding_fid_mean", "sliding_fid_points", "fvd16", "fvd16_windows",
+            "fvd32", "fvd32_windows", "dtfvd16", "dtfvd16_windows", "dtfvd32", "dtfvd32_windows",
+            "sliding_dtfvd_mean", "sliding_dtfvd_points")
+
+
+_COUNTS = ("clips", "kid_subset_size", "kid_std")   # not plotted: sample counts and spreads
+
+
+def _metric_columns(names) -> list[str]:
+    names = set(names)
+    ordered = [n for n in _LEADING if n in names]
+    rest = sorted(names - set(ordered))
+    for n in list(rest):
+        base = n.rsplit("_", 1)[0]
+        if n.endswith(("_windows", "_frames")) and base in names and base not in _LEADING:
+            rest.remove(n)
+            rest.insert(rest.index(base) + 1, n)
+    return ordered + rest
+
+
 def merge_results(config, out_dir=None, plots: bool = True) -> dict:
-    """Collect ``OUT/cells/*.json`` for the config's grid into the tidy table, CSV, JSON, plots."""
+    """Collect ``OUT/cells/*.json`` for the config's grid into the wide table (``table.csv``,
+    ``table.json``), the tidy one (``results.csv``, ``results.json``) and plots."""
     out = Path(out_dir or config.out_dir)
     axes = grid_axes(config)
     cells = grid_cells(config)
-    rows, missing = [], []
+    rows, table, missing = [], [], []
     for cell in cells:
         rec = _read_cell(out / CELL_DIR / f"{cell['cell_id']}.json")
         if rec is None:
             missing.append(cell["cell_id"])
             continue
-        for metric in sorted(rec["metrics"]):
-            row = {"cell_id": cell["cell_id"], "split": cell["split"]}
-            row.update({a: cell[a] for a in axes})
-            row.update(metric=metric, value=rec["metrics"][metric])
-            rows.append(row)
-    columns = ["cell_id", "split", *axes, "metric", "value"]
+        for r in _record_rows(rec):
+            ident = {"cell_id": cell["cell_id"], "method": r["method"], "split": cell["split"]}
+            ident.update({a: cell.get(a) for a in axes})
+            for metric in sorted(r["metrics"]):
+                rows.append({**ident, "metric": metric, "value": r["metrics"][metric]})
+            table.append({**ident, "label": r["info"].get("label", LABELS.get(r["method"], r["method"])),
+                          "info": r["info"], "metrics": r["metrics"], "curves": r["curves"],
+                          "notes": r["notes"]})
+    columns = ["cell_id", "split", "method", *axes, "metric", "value"]
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns)
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
+    _write_csv(out / "results.csv", columns, rows)
     result = {"columns": columns, "rows": rows, "axes": axes, "num_cells": len(cells),
               "missing": missing, "complete": not missing}
     _write_json_atomic(out / "results.json", result)
+    result["table"] = write_table(out, table, axes)
     if plots and rows:
         result["plots"] = [str(p) for p in plot_results(rows, axes, out / "plots")]
     return result
 
 
+def _write_csv(path, columns, rows) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v
+                        for k, v in row.items() if k in columns})
+
+
+def write_table(out, table: list[dict], axes: Mapping[str, list]) -> dict:
+    """``table.csv`` (one row per cell and method: identity, info, every metric, notes) and
+    ``table.json`` (the same plus the sliding-window curves and the notes on bias)."""
+    from gid_jax.eval.video_scores import BIAS_NOTE
+
+    out = Path(out)
+    metric_cols = _metric_columns({m for t in table for m in t["metrics"]})
+    info_cols = sorted({k for t in table for k in t["info"]} - {"label"})
+    columns = ["cell_id", "method", "label", *axes, "split", *info_cols, *metric_cols, "notes"]
+    flat = []
+    for t in table:
+        row = {k: t.get(k) for k in ("cell_id", "method", "label", "split", *axes)}
+        row.update({k: t["info"].get(k) for k in info_cols})
+        row.update({k: t["metrics"].get(k) for k in metric_cols})
+        row["notes"] = " | ".join(t["notes"])
+        flat.append(row)
+    _write_csv(out / "table.csv", columns, flat)
+    video = any("fid" in t["metrics"] or "fvd16" in t["metrics"] for t in table)
+    doc = {"columns": columns, "rows": table, "notes": [BIAS_NOTE] if video else [],
+           "count_columns": [c for c in metric_cols if c.endswith(("_frames", "_windows", "_points"))]}
+    _write_json_atomic(out / "table.json", doc)
+    return doc
+
+
 def plot_results(rows, axes: Mapping[str, list], plot_dir) -> list[Path]:
-    """One PNG per (metric, varying axis): metric vs the axis, a line per other setting."""
+    """One PNG per (metric, varying axis): metric vs the axis, a line per other setting of the
+    model cells (dotted: their splat rows), each baseline cell as a dashed horizontal line."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -192,27 +308,41 @@ def plot_results(rows, axes: Mapping[str, list], plot_dir) -> list[Path]:
     varying = [a for a, vals in axes.items() if len(vals) > 1]
     key = lambda v: json.dumps(v)  # noqa: E731
     written = []
-    for metric in sorted({r["metric"] for r in rows}):
+    is_model = lambda r: r.get("method", MODEL) == MODEL  # noqa: E731
+    counts = lambda m: m in _COUNTS or m.endswith(("_frames", "_windows", "_points", "_clips"))  # noqa: E731
+    for metric in sorted({r["metric"] for r in rows if is_model(r) and not counts(r["metric"])}):
         mrows = [r for r in rows if r["metric"] == metric]
         for axis in varying:
             xs = axes[axis]
             numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
             pos = {key(x): (x if numeric else i) for i, x in enumerate(xs)}
             others = [a for a in axes if a != axis]
-            groups = {}
+            groups, brows = {}, []
             for r in mrows:
+                if r.get(axis) is None or key(r[axis]) not in pos:  # a baseline cell: no axes
+                    brows.append(r)
+                    continue
                 label = ", ".join(f"{a}={Path(str(r[a])).name if a == 'checkpoint' else r[a]}"
                                   for a in others if len(axes[a]) > 1)
+                if not is_model(r):              # a model cell's companion row (splat)
+                    label = f"{r['method']}{': ' + label if label else ''}"
                 groups.setdefault(label, []).append((pos[key(r[axis])], r["value"]))
             fig, ax = plt.subplots(figsize=(5, 3.5))
             for label, pts in sorted(groups.items()):
                 pts.sort()
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label or None)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label or "model",
+                        linestyle=":" if label.startswith(BASELINES) else "-")
+            for r in brows:
+                name = r["method"] + (f" ({Path(str(r['checkpoint'])).name})"
+                                      if r.get("checkpoint") and len(axes["checkpoint"]) > 1 else "")
+                ax.axhline(r["value"], linestyle="--", linewidth=1, color="0.5")
+                ax.annotate(name, (0.01, r["value"]), xycoords=("axes fraction", "data"), fontsize=6,
+                            color="0.35", va="bottom")
             if not numeric:
                 ax.set_xticks(range(len(xs)), [Path(str(x)).name for x in xs], rotation=20)
             ax.set_xlabel(axis)
             ax.set_ylabel(metric)
-            if any(groups) and len(groups) <= 12:
+            if groups and len(groups) <= 12:
                 ax.legend(fontsize=6)
             fig.tight_layout()
             safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{metric}_vs_{axis}")
@@ -224,7 +354,11 @@ def plot_results(rows, axes: Mapping[str, list], plot_dir) -> list[Path]:
 
 
 def results_table(result: dict):
-    """``{(cell_id, metric): value}`` view of a merge result (handy in tests and notebooks)."""
-    return {(r["cell_id"], r["metric"]): r["value"] for r in result["rows"]}
-
-
+    """``{(cell_id, metric): value}`` view of a merge result's model rows, and
+    ``{(cell_id, method, metric): value}`` entries for every row (handy in tests/notebooks)."""
+    out = {}
+    for r in result["rows"]:
+        out[(r["cell_id"], r["method"], r["metric"])] = r["value"]
+        if r["method"] == MODEL or (r["cell_id"], r["metric"]) not in out:
+            out[(r["cell_id"], r["metric"])] = r["value"]
+    return out
