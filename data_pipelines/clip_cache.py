@@ -43,7 +43,7 @@ MOTION_SOURCES = ("flow", "ground_truth", "auto")
 # statistics, storage of the final datasets) are applied when the datasets are written.
 CACHE_FIELDS = ("fps", "width", "height", "num_frames", "stride", "num_freqs",
                 "max_frames_per_video", "flow_backend", "motion_source", "pairs_per_clip",
-                "seed", "sv_encoding_cache")
+                "seed", "sv_encoding_cache", "close_loops")
 FILTER_FIELDS = ("camera_motion_threshold_px", "camera_motion_fraction", "static_threshold_px")
 
 
@@ -330,7 +330,7 @@ def process_video(path: str, relpath: str, settings: dict, flow_fn=None) -> dict
     for start in starts:
         clip = frames[start:start + num_t]
         traj = truth[:num_t] if truth is not None else trajectories_from_frames(clip, flow_fn)
-        sv = np.asarray(to_spectral_volume(traj, settings["num_freqs"]), np.float32)
+        sv = np.asarray(to_spectral_volume(traj, settings["num_freqs"], settings["close_loops"]), np.float32)
         data, scale = encode_spectral_volume(sv, settings["sv_encoding_cache"])
         targets = _pair_targets(relpath, int(start), settings)
         images.append(_to_uint8(clip[0]))

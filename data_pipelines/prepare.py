@@ -85,7 +85,7 @@ def _settings(config) -> dict:
     get = (lambda k: config[k]) if isinstance(config, dict) else (lambda k: getattr(config, k))
     fields = dict(
         fps=float, width=int, height=int, num_frames=int, stride=int, num_freqs=int,
-        max_frames_per_video=int, flow_backend=str, motion_source=str,
+        max_frames_per_video=int, flow_backend=str, motion_source=str, close_loops=bool,
         camera_motion_threshold_px=float,
         camera_motion_fraction=float, static_threshold_px=float, pairs_per_clip=int, seed=int,
         test_fraction=float, sv_encoding=str, tensor_encoding=str, keep_cache=bool,

@@ -22,11 +22,10 @@ frames span a whole number of periods wraps as smoothly as it moves anywhere els
   * "paper_guidance": the paper's literal self-guidance (docs/method.md §7.2, Eq. 7.1) on F[T-1] vs F[0].
     With a periodic series F[T-1] → F[0] is an ordinary step, so forcing it to zero puts a pause
     at the wrap; for N ≠ T it does not touch the real seam at all.
-Caveat, measured on ground-truth spectra of the procedural training clips: a clip that does not
-itself loop (drift, a gust) leaves a fast, Gibbs-smeared transition at t ≡ 0 in its series (wrap
-step 1.3-6x a normal one at N = T), which a model that learns such spectra would reproduce; no
-linear condition on a periodic series can tell it from real motion, so the modes above do not
-remove it.
+The training spectra themselves loop: a clip that does not (drift, a gust) would leave a fast,
+Gibbs-smeared transition at t ≡ 0 in its series (wrap step a median 4.2x a normal one on the
+procedural clips) that a model would learn and every loop would play; the data recipe removes
+it before the transform (`motion.close_loop`, `configs/prepare.py` close_loops; 0.76x after).
 Measure loops with `motion.seam_ratios` (≈ 1 seamless, ≫ 1 jump, ≪ 1 pause).
 """
 

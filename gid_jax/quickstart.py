@@ -87,8 +87,8 @@ def quickstart(workdir, num_videos: int = 160, num_heldout: int = 32, size=(64, 
         _copy_atomic(video, workdir / "videos" / "real" / video.name)
 
     _step(f"2/5 prepare: {motion_source.replace('_', ' ')} motion → spectral volumes → datasets in {data}")
-    prepare(workdir / "videos", data,
-            load_config("configs/prepare.py:tiny", [f"--config.motion_source={motion_source}"]))
+    recipe = load_config("configs/prepare.py:tiny", [f"--config.motion_source={motion_source}"])
+    prepare(workdir / "videos", data, recipe)
 
     def announce(i, n, name, run):
         done = " (already trained)" if (run / "FINISHED").exists() else ""
@@ -109,7 +109,7 @@ def quickstart(workdir, num_videos: int = 160, num_heldout: int = 32, size=(64, 
     pipe = Pipeline.load(pipe_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     results = measure(pipe, pipe_dir, heldout, workdir / "videos", report_dir, animation_frames,
-                      num_animated)
+                      num_animated, recipe.close_loops)
     _loss_curves(runs, report_dir / "loss_curves.png")
 
     _step("5/5 report")
@@ -120,22 +120,23 @@ def quickstart(workdir, num_videos: int = 160, num_heldout: int = 32, size=(64, 
 
 
 def measure(pipe, pipe_dir, heldout: list[Path], train_videos: Path, out: Path,
-            animation_frames: int, num_animated: int = 8) -> dict:
+            animation_frames: int, num_animated: int = 8, loop_closed: bool = True) -> dict:
     """Learning metrics (with floors and ceiling) on the held-out scenes; renderer metrics, loop
-    seams, pictures and animations of the first `num_animated`."""
+    seams, pictures and animations of the first `num_animated`. The true spectra are taken as
+    the data recipe took them (`loop_closed`: its `close_loops`)."""
     from gid_jax.eval import learning
     from gid_jax.viz import motion_comparison_figure
 
-    scenes = [_scene(pipe, v) for v in heldout]
+    scenes = [_scene(pipe, v, loop_closed) for v in heldout]
     # The fixed-map floor is the mean amplitude of the *training* scenes: the best guess that
     # ignores the image.
-    reference = [_true_motion(pipe, v)[1] for v in sorted(train_videos.glob("*.npz"))[:32]]
+    reference = [_true_motion(pipe, v, loop_closed)[1] for v in sorted(train_videos.glob("*.npz"))[:32]]
     seeds = (0, 1)    # (a)-(d) use the first; the two give seed agreement and phase diversity
     samples = learning.sample_scenes(pipe, [s["image"] for s in scenes], seeds)
     # The reachable ceiling: each scene under other gusts (the wind is random, no image shows it).
     size, period = (pipe.width, pipe.height), pipe.settings.period
     wind = [learning.resampled_wind_svs(s["seed"], (1, 2), size, period, pipe.ldm.num_freqs,
-                                        pipe.settings.fps) for s in scenes]
+                                        pipe.settings.fps, loop_closed) for s in scenes]
     report = learning.learning_report(pipe, scenes, seeds, untrained=learning.untrained_pipeline(pipe),
                                       reference_svs=reference, samples=samples, resampled_wind=wind)
     renderer, seams, rows, figure = [], [], [], []
@@ -158,13 +159,13 @@ def measure(pipe, pipe_dir, heldout: list[Path], train_videos: Path, out: Path,
             "scenes": rows}
 
 
-def _true_motion(pipe, video: Path) -> tuple[np.ndarray, np.ndarray]:
+def _true_motion(pipe, video: Path, loop_closed: bool) -> tuple[np.ndarray, np.ndarray]:
     """A clip's exact trajectories over one period and their spectral volume (npz only)."""
     from gid_jax import motion
 
     truth = _ground_truth(video)
     traj = np.asarray(truth["trajectories"][:pipe.settings.period], np.float32)
-    return traj, np.asarray(motion.to_spectral_volume(traj, pipe.ldm.num_freqs))
+    return traj, np.asarray(motion.to_spectral_volume(traj, pipe.ldm.num_freqs, loop_closed))
 
 
 def _ground_truth(video: Path) -> dict:
@@ -173,11 +174,11 @@ def _ground_truth(video: Path) -> dict:
     return load_ground_truth(video.with_suffix(".npz"))
 
 
-def _scene(pipe, video: Path) -> dict:
+def _scene(pipe, video: Path, loop_closed: bool) -> dict:
     """A held-out clip: frame 0, its frames and exact motion over one period."""
     from data_pipelines.video_io import read_video
 
-    traj, true_sv = _true_motion(pipe, video)
+    traj, true_sv = _true_motion(pipe, video, loop_closed)
     frames = read_video(video.with_suffix(".mp4"))[0][:pipe.settings.period]
     return {"name": video.stem, "seed": int(_ground_truth(video)["scene"]["seed"]),
             "image": np.asarray(frames[0], np.float32),
@@ -185,11 +186,15 @@ def _scene(pipe, video: Path) -> dict:
 
 
 def _seam(pipe, sv) -> dict:
+    """Seam ratios of a loop of N = T frames (`period_*`) and of N = 1.5 T (`other_*`: the
+    "periods" loop mode plays 2 periods over it, at 4/3 speed)."""
     from gid_jax import motion
 
-    period = pipe.settings.period
-    return {f"period_{k}": v for k, v in motion.seam_ratios(pipe.motion_texture(sv, period)).items()
-            if k in ("step_ratio", "accel_ratio")}
+    period, out = pipe.settings.period, {}
+    for name, n in (("period", period), ("other", period * 3 // 2)):
+        ratios = motion.seam_ratios(pipe.motion_texture(sv, n, loop=True))
+        out.update({f"{name}_{k}": ratios[k] for k in ("step_ratio", "accel_ratio")})
+    return out
 
 
 def _animation(pipe, scene, sv, frames, out: Path) -> dict:
@@ -290,10 +295,13 @@ def _markdown(results: dict, pipe) -> str:
         lines.append(f"| {label} | {_fmt(m.get('psnr'))} | {_fmt(m.get('ssim'))} | {_fmt(m.get('lpips'))} |")
     loop = results["loop"]
     lines += ["", "## Loops", "",
-              f"A {s.period}-frame video of the predicted motion wraps frame {s.period - 1} → 0 like "
-              "any other step. Seam ratios (wrap step and acceleration over the median in-clip "
-              "ones; 1 = seamless, ≫ 1 jump, ≪ 1 pause): step "
-              f"{_fmt(loop.get('period_step_ratio'))}, acceleration {_fmt(loop.get('period_accel_ratio'))}.",
+              "Seam ratios of looping videos of the predicted motion (wrap step and acceleration "
+              "over the median in-clip ones; 1 = seamless, ≫ 1 jump, ≪ 1 pause; the training "
+              "spectra are loop-closed, docs/method.md §2.1):", "",
+              f"* N = T = {s.period} frames: step {_fmt(loop.get('period_step_ratio'))}, "
+              f"acceleration {_fmt(loop.get('period_accel_ratio'))};",
+              f"* N = {s.period * 3 // 2} frames (2 periods at 4/3 speed): step "
+              f"{_fmt(loop.get('other_step_ratio'))}, acceleration {_fmt(loop.get('other_accel_ratio'))}.",
               "", "## Training", "", "![loss curves](loss_curves.png)", "", "## Held-out scenes", "",
               "| scene | mean frame change (/255), predicted | same, real video | pixels changing > 4/255 |",
               "|---|---|---|---|"]

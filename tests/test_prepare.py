@@ -22,12 +22,18 @@ from data_pipelines import clip_cache as C  # noqa: E402
 from data_pipelines import dataset_format as F  # noqa: E402
 from data_pipelines import prepare as P  # noqa: E402
 from data_pipelines.synth import generate_video, load_ground_truth, synthesize, write_example  # noqa: E402
+from gid_jax import motion  # noqa: E402
 from gid_jax.config import load_config  # noqa: E402
 from gid_jax.motion import FrequencyNormalizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (64, 40)
 NUM_VIDEO_FRAMES = 40
+
+
+def _closed(traj, cfg) -> np.ndarray:
+    """What the data recipe transforms: the trajectory with its loop closed (close_loops on)."""
+    return np.asarray(motion.close_loop(np.asarray(traj, np.float32), cfg.num_freqs), np.float64)
 
 
 def tiny_config(**overrides):
@@ -159,7 +165,7 @@ def test_spectral_volumes_match_ground_truth(prepared):
     for mp4 in prepared["moving"]:
         ex = got[(mp4.name, 0)]
         traj = load_ground_truth(mp4.with_suffix(".npz"))["trajectories"][:cfg.num_frames]
-        gt = np.fft.rfft(traj.astype(np.float64), axis=0)[:cfg.num_freqs]
+        gt = np.fft.rfft(_closed(traj, cfg), axis=0)[:cfg.num_freqs]
         gt = np.concatenate([gt.real, gt.imag], axis=-1)
         sv = ex["sv"]
         assert sv.dtype == np.float32 and sv.shape == gt.shape
@@ -173,7 +179,8 @@ def test_spectral_volumes_match_ground_truth(prepared):
 
 
 def test_spectral_volume_is_fft_of_long_range_flow(prepared):
-    """A later start frame: the stored volume is exactly rfft of the flow I_s → I_{s+t}."""
+    """A later start frame: the stored volume is exactly rfft of the flow I_s → I_{s+t}, its
+    loop closed (`motion.close_loop`, tested against numpy in test_seam.py)."""
     from data_pipelines.video_io import load_clip
     from gid_jax.flow import estimate_flow_batch
 
@@ -183,7 +190,7 @@ def test_spectral_volume_is_fft_of_long_range_flow(prepared):
                        size=(cfg.width, cfg.height)).frames[10:10 + cfg.num_frames]
     flows = estimate_flow_batch(frames[0], frames[1:], backend=cfg.flow_backend)
     traj = np.concatenate([np.zeros_like(flows[:1]), flows]).astype(np.float64)
-    ref = np.fft.rfft(traj, axis=0)[:cfg.num_freqs]
+    ref = np.fft.rfft(_closed(traj, cfg), axis=0)[:cfg.num_freqs]
     ref = np.concatenate([ref.real, ref.imag], axis=-1)
     np.testing.assert_allclose(ex["sv"], ref, rtol=2e-3, atol=2e-3)  # float16 storage
     np.testing.assert_array_equal(ex["image"], np.round(frames[0] * 255).astype(np.uint8))
@@ -300,10 +307,12 @@ def test_split_is_deterministic_and_near_ten_percent():
 def test_ground_truth_motion_source_stores_the_exact_motion(tmp_path):
     """motion_source='ground_truth': the spectra are the rfft of the generator's own trajectories,
     resized like the frames (128x80 → 64x40: INTER_AREA at an exact factor 2 is the 2x2 block
-    mean, and displacements halve), from frame 0 only. Reference: numpy, float16 storage."""
+    mean, and displacements halve), from frame 0 only. Reference: numpy, float16 storage. With
+    close_loops off, the paper's transform of the raw trajectory."""
     videos = tmp_path / "videos"
     moving = synthesize(videos, 2, size=(128, 80), num_frames=32, fps=30.0, seed=6, progress=False)
-    cfg = tiny_config(motion_source="ground_truth", static_threshold_px=0.0, test_fraction=0.0)
+    cfg = tiny_config(motion_source="ground_truth", static_threshold_px=0.0, test_fraction=0.0,
+                      close_loops=False)
     r = P.prepare(videos, tmp_path / "out", cfg, progress=False)
     got = _prepared_examples(r)
     assert sorted(got) == sorted((p.name, 0) for p in moving)   # start frame 0 only
@@ -328,10 +337,11 @@ def test_auto_motion_source_mixes_exact_motion_and_flow(tmp_path):
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert {v["video"]: v["motion"] for v in report["videos"]} == {exact.name: "ground_truth",
                                                                    flowed.name: "flow"}
-    gt = np.fft.rfft(load_ground_truth(exact.with_suffix(".npz"))["trajectories"][:30], axis=0)[:cfg.num_freqs]
+    exact_traj = load_ground_truth(exact.with_suffix(".npz"))["trajectories"][:30]
+    gt = np.fft.rfft(_closed(exact_traj, cfg), axis=0)[:cfg.num_freqs]
     np.testing.assert_allclose(got[(exact.name, 0)]["sv"], np.concatenate([gt.real, gt.imag], -1),
                                rtol=2e-3, atol=2e-3 * np.abs(gt).max())
-    gt = np.fft.rfft(truth, axis=0)[:cfg.num_freqs]
+    gt = np.fft.rfft(_closed(truth, cfg), axis=0)[:cfg.num_freqs]
     flow_error = np.abs(got[(flowed.name, 0)]["sv"] - np.concatenate([gt.real, gt.imag], -1)).max()
     assert flow_error > 1e-2 * np.abs(gt).max()      # measured by flow, not copied from the truth
 

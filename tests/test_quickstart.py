@@ -27,7 +27,7 @@ def test_measure_and_report(tiny_runs, tmp_path):
     assert truth["auc"] > 0.95 and truth["amplitude_ratio"] == 1.0
     assert learning["floors"]["zero_motion"]["auc"] == 0.5
     assert results["renderer"]["renderer"]["psnr"] > 0 and "splat" in results["renderer"]
-    assert np.isfinite(results["loop"]["period_step_ratio"])
+    assert all(np.isfinite(results["loop"][f"{n}_{r}_ratio"]) for n in ("period", "other") for r in ("step", "accel"))
     frames, _ = read_video(tmp_path / f"{heldout[0].stem}_animated.mp4")
     assert frames.shape == (12, 40, 64, 3)
     for name in ("animated.gif", "predicted_motion.png", "true_motion.png"):

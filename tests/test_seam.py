@@ -79,3 +79,58 @@ def test_moving_mask_and_still_pixels():
         motion.seam_ratios(traj, moving_mask=mask[:-1])
     with pytest.raises(ValueError, match="N>=4"):
         motion.seam_ratios(traj[:3])
+
+
+# ---- closing the loop before the spectrum (motion.close_loop, the data recipe's close_loops)
+
+def _k_bin_loop(traj, num_freqs):
+    """The video a spectral volume of `traj` plays over its own period."""
+    sv = motion.to_spectral_volume(traj, num_freqs)
+    return np.asarray(motion.to_trajectories(sv, traj.shape[0], period=traj.shape[0]))
+
+
+def test_close_loop_keeps_a_looping_trajectory_and_removes_a_drift():
+    rng = np.random.default_rng(0)
+    periodic = sinusoids(rng, (1, 2, 5))               # integer cycles, all inside K = 8 bins
+    periodic -= periodic[:1]                           # displacements of frame 0's pixels
+    np.testing.assert_allclose(motion.close_loop(periodic, 8), periodic, atol=1e-4)
+    drift = rng.normal(size=(1, H, W, 2)) * np.arange(N)[:, None, None, None] / N
+    np.testing.assert_allclose(motion.close_loop(periodic + 3.0 * drift, 8), periodic, atol=1e-3)
+
+
+def test_close_loop_is_the_least_squares_quadratic_outside_the_kept_bins():
+    """Independent reference: per pixel, numpy lstsq of the dropped-band residual on [t, t²]."""
+    rng = np.random.default_rng(1)
+    traj = np.cumsum(rng.normal(size=(N, 3, 4, 2)), axis=0)          # a random walk: no loop
+    traj -= traj[:1]
+    k = 8
+    drop = lambda x: np.fft.irfft(np.where(np.arange(N // 2 + 1)[:, None] < k, 0.0,  # noqa: E731
+                                           np.fft.rfft(x, axis=0)), n=N, axis=0)
+    t = np.arange(N, dtype=np.float64)
+    basis = drop(np.stack([t, t * t], axis=1))
+    flat = traj.reshape(N, -1)
+    beta = np.linalg.lstsq(basis, drop(flat), rcond=None)[0]
+    want = (flat - np.stack([t, t * t], axis=1) @ beta).reshape(traj.shape)
+    np.testing.assert_allclose(motion.close_loop(traj, k), want, rtol=1e-4, atol=1e-3 * np.abs(traj).max())
+
+
+def test_closed_clips_loop_seamlessly_where_raw_ones_jump():
+    """A clip cut mid-cycle (2.3 and 3.7 cycles) with a drift: the raw spectrum's loop jumps
+    at the wrap; the closed one's wrap step and acceleration look like the clip's own."""
+    rng = np.random.default_rng(2)
+    n = np.arange(N)[:, None, None, None]
+    traj = (np.sin(2 * np.pi * 2.3 * n / N + rng.uniform(0, 6, (1, H, W, 2)))
+            + 0.5 * np.sin(2 * np.pi * 3.7 * n / N + rng.uniform(0, 6, (1, H, W, 2)))
+            + rng.normal(size=(1, H, W, 2)) * n / N * 2.0)
+    traj -= traj[:1]
+    raw = motion.seam_ratios(_k_bin_loop(traj, 8))
+    closed = motion.seam_ratios(_k_bin_loop(np.asarray(motion.close_loop(traj, 8)), 8))
+    assert raw["step_ratio"] > 2.0
+    assert 0.5 <= closed["step_ratio"] <= 1.5 and closed["accel_ratio"] <= 2.0, closed
+    np.testing.assert_allclose(motion.to_spectral_volume(traj, 8, loop_closed=True),
+                               motion.to_spectral_volume(motion.close_loop(traj, 8), 8), atol=1e-4)
+
+
+def test_close_loop_needs_bins_to_drop():
+    with pytest.raises(ValueError, match="num_freqs < T//2\\+1"):
+        motion.close_loop(np.zeros((10, 2, 2, 2)), 6)

@@ -27,6 +27,10 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     c.num_frames = 150        # [P] T: start frame I0 + the following 149 frames
     c.stride = 10             # [P] every 10th frame is a start frame
     c.num_freqs = 16          # [P] K kept Fourier bins (0 .. 3.0 Hz at 30 fps)
+    # Our choice (docs/method.md §2.1): take the spectrum of the trajectory with its non-looping
+    # part removed (`gid_jax.motion.close_loop`), so every spectral volume plays as a seamless
+    # loop; False = the paper's FFT of the raw trajectory, whose wrap jumps.
+    c.close_loops = True
     # Decoding stops after this many frames (at `fps`) so a long video never fills memory:
     # 1800 frames = 60 s; 0 = no limit. NOT RECOVERED.
     c.max_frames_per_video = 1800

@@ -535,11 +535,12 @@ def renderer_metrics(renderer, image, flows, targets, motion_weight=None, *, see
 
 
 def procedural_scenes(num: int, seed: int = 10_000, size=(64, 40), num_frames: int = 40,
-                      num_freqs: int = 16, fps: float = 30.0) -> list[dict]:
+                      num_freqs: int = 16, fps: float = 30.0, loop_closed: bool = True) -> list[dict]:
     """``num`` procedural clips with exact motion (`data_pipelines.synth.generate_video`, seeds
     ``seed, seed+1, ...``; keep them away from the training seeds): dicts with ``image`` (frame
     0), ``true_sv`` (K,H,W,4) over ``num_frames`` frames, ``trajectories``, ``frames``, ``seed``.
-    ``num_frames`` should be the period the model's spectra describe (|S_k| scales with T)."""
+    ``num_frames`` should be the period the model's spectra describe (|S_k| scales with T), and
+    ``loop_closed`` what its data recipe used (`configs/prepare.py` ``close_loops``)."""
     from data_pipelines.synth import generate_video
     from gid_jax.motion import to_spectral_volume
 
@@ -548,14 +549,15 @@ def procedural_scenes(num: int, seed: int = 10_000, size=(64, 40), num_frames: i
         v = generate_video(int(seed) + i, size=tuple(size), num_frames=int(num_frames), fps=fps)
         traj = np.asarray(v.trajectories[:num_frames], np.float32)
         scenes.append({"image": np.asarray(v.frames[0], np.float32),
-                       "true_sv": np.asarray(to_spectral_volume(traj, int(num_freqs))),
+                       "true_sv": np.asarray(to_spectral_volume(traj, int(num_freqs), loop_closed)),
                        "trajectories": traj, "frames": np.asarray(v.frames, np.float32),
                        "seed": int(seed) + i})
     return scenes
 
 
 def resampled_wind_svs(scene_seed: int, wind_seeds: Sequence[int], size=(64, 40),
-                       num_frames: int = 30, num_freqs: int = 16, fps: float = 30.0) -> list:
+                       num_frames: int = 30, num_freqs: int = 16, fps: float = 30.0,
+                       loop_closed: bool = True) -> list:
     """The true S of procedural scene ``scene_seed`` (a `generate_video` seed) under each of
     ``wind_seeds``: the same scene in other gusts, as a perfect sampler would draw it. Each S is
     measured against its own frame 0, which the other gusts move slightly."""
@@ -567,7 +569,7 @@ def resampled_wind_svs(scene_seed: int, wind_seeds: Sequence[int], size=(64, 40)
         v = generate_video(int(scene_seed), size=tuple(size), num_frames=int(num_frames), fps=fps,
                            wind_seed=int(w))
         out.append(np.asarray(to_spectral_volume(np.asarray(v.trajectories[:num_frames], np.float32),
-                                                 int(num_freqs))))
+                                                 int(num_freqs), loop_closed)))
     return out
 
 

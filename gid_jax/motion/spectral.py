@@ -14,16 +14,53 @@ NUM_FRAMES = 150  # T: samples per clip (5 s at 30 fps), docs/method.md §2.2
 NUM_FREQS = 16    # K: kept frequency bins, 0 .. 3.0 Hz at 30 fps, docs/method.md §2.1
 
 
-def to_spectral_volume(traj: jnp.ndarray, num_freqs: int = NUM_FREQS) -> jnp.ndarray:
-    """`(..., T, H, W, 2)` trajectories → `(..., K, H, W, 4)` spectral volume (first K rfft bins)."""
+def to_spectral_volume(traj: jnp.ndarray, num_freqs: int = NUM_FREQS,
+                       loop_closed: bool = False) -> jnp.ndarray:
+    """`(..., T, H, W, 2)` trajectories → `(..., K, H, W, 4)` spectral volume (first K rfft bins),
+    of `close_loop(traj)` with `loop_closed` (what the data recipe trains on by default)."""
     traj = jnp.asarray(traj)
     if traj.ndim < 4 or traj.shape[-1] != 2:
         raise ValueError(f"trajectories must have shape (..., T, H, W, 2), got {traj.shape}")
     num_frames = traj.shape[-4]
     if not 1 <= num_freqs <= num_frames // 2 + 1:
         raise ValueError(f"num_freqs={num_freqs} must be in [1, T//2+1] for T={num_frames}")
+    if loop_closed:
+        traj = close_loop(traj, num_freqs)
     coeffs = jnp.fft.rfft(traj, axis=-4)[..., :num_freqs, :, :, :]
     return jnp.concatenate([coeffs.real, coeffs.imag], axis=-1).astype(jnp.float32)
+
+
+def close_loop(traj: jnp.ndarray, num_freqs: int = NUM_FREQS) -> jnp.ndarray:
+    """Remove the part of each pixel's trajectory that does not loop, before taking its spectrum.
+
+    A clip's FFT describes its periodic extension, which jumps at the wrap when the clip does
+    not end where it began (a gust that leaves a branch bent, an oscillation cut mid-cycle); the
+    K kept bins smear that jump into a fast transition at t ≡ 0 that a model learns and every
+    video then plays at its wrap. We subtract the per-pixel quadratic c(t) = a·t + b·t² (c(0) = 0,
+    so frame 0 keeps its displacement) that leaves the least energy outside the K kept bins: a
+    jump in position or velocity at the wrap spreads over all frequencies, the motion the
+    spectrum keeps does not. A trajectory that is already periodic within the K bins is left
+    exactly as it is, and a drift d·t is removed entirely. Least squares along time with one
+    fixed (2, T) matrix. `(..., T, H, W, 2)` → same shape; needs K < T//2 + 1 (bins to drop).
+    The paper takes the FFT of the raw trajectory (docs/method.md §2.1); closing the loop first
+    is our addition, on by default in the data recipe.
+    """
+    f = jnp.asarray(traj, jnp.float32)
+    if f.ndim < 4 or f.shape[-1] != 2:
+        raise ValueError(f"trajectories must have shape (..., T, H, W, 2), got {f.shape}")
+    num_frames = f.shape[-4]
+    if not 1 <= num_freqs < num_frames // 2 + 1:
+        raise ValueError(f"close_loop needs 1 <= num_freqs < T//2+1 (some bins to drop) for "
+                         f"T={num_frames}, got num_freqs={num_freqs}")
+    t = np.arange(num_frames, dtype=np.float64)
+    ramps = np.stack([t, t * t], axis=1)                                   # (T, 2)
+    spectrum = np.fft.rfft(ramps, axis=0)
+    spectrum[:num_freqs] = 0.0
+    dropped = np.fft.irfft(spectrum, n=num_frames, axis=0)                 # their dropped part
+    # min ||R(f - ramps·β)||² with R the projector onto the dropped bins: β = (MᵀM)⁻¹ Mᵀ f, M = R·ramps
+    solve = np.linalg.solve(dropped.T @ dropped, dropped.T)                # (2, T)
+    beta = jnp.einsum("ct,...thwd->...chwd", jnp.asarray(solve, jnp.float32), f)
+    return f - jnp.einsum("tc,...chwd->...thwd", jnp.asarray(ramps, jnp.float32), beta)
 
 
 def fourier_basis(times, num_freqs: int, period: int = NUM_FRAMES):
