@@ -447,7 +447,8 @@ def load_models(path: str | os.PathLike, manifest: dict
     # shapes only (no random init); every array is then filled in from the bundle
     try:
         ldm = abstract_model(lambda: MotionLDM(ldm_cfg.model, num_freqs=num_freqs, stage=stage,
-                                               rngs=nnx.Rngs(0)), path / LDM_CONFIG)
+                                               diffusion=ldm_cfg.diffusion, rngs=nnx.Rngs(0)),
+                             path / LDM_CONFIG)
         renderer = abstract_model(lambda: Renderer(renderer_cfg.model, rngs=nnx.Rngs(0)),
                                   path / RENDERER_CONFIG)
     except ValueError as err:

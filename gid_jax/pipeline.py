@@ -204,7 +204,8 @@ class Pipeline:
 
         # shapes only, then every array from the checkpoint
         ldm = abstract_model(lambda: MotionLDM(ldm_cfg.model, num_freqs=int(ldm_cfg.model.num_freqs),
-                                               stage=int(ldm_cfg.stage), rngs=nnx.Rngs(0)),
+                                               stage=int(ldm_cfg.stage), diffusion=ldm_cfg.diffusion,
+                                               rngs=nnx.Rngs(0)),
                              ldm_dir / RUN_CONFIG)
         try:
             image_size, schedule = tuple(ldm_cfg.model.image_size), NoiseSchedule.from_config(ldm_cfg)
@@ -411,7 +412,7 @@ def _sample_spectral_volumes(ldm: MotionLDM, images, key, ends, *, schedule: Noi
 
     solver, order, grid = s.solver_options(guided is not None)
     if solver == "consistency":      # a distilled model: guidance is in its weights
-        latents = consistency_sample(lambda z, t: ldm.denoiser.unet(z, t, None, features), noise,
+        latents = consistency_sample(lambda z, t: ldm.denoiser.eps(z, t, features), noise,
                                      sample_key, schedule, s.num_steps)
     elif solver == "dpm_solver_pp":
         latents = dpm_solver_pp_sample(eps_fn, noise, schedule, s.num_steps, order=order, grid=grid)

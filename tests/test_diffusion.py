@@ -246,3 +246,41 @@ def test_consistency_sampler_with_the_exact_consistency_function():
     assert list(consistency_steps(SCHEDULE, 1)) == [999]
     with pytest.raises(ValueError, match="consistency step"):
         consistency_steps(SCHEDULE, 0)
+
+
+def test_v_prediction_objective_and_its_epsilon():
+    """v = √ᾱ ε − √(1−ᾱ) x0 (independent numpy algebra): the weighted ε-MSE of a v-network
+    is its v-MSE, and its ε̂ gives back x̂0 = √ᾱ z − √(1−ᾱ) v̂."""
+    from flax import nnx
+
+    from gid_jax.config import load_config
+    from gid_jax.diffusion.samplers import predict_x0
+    from gid_jax.models.unet import MotionDenoiser
+
+    rng = np.random.default_rng(0)
+    t = np.array([0, 300, 700, 999])
+    abar = SCHEDULE.alphas_cumprod[t][:, None]
+    x0, eps, x0_hat = (rng.normal(size=(4, 6)) for _ in range(3))
+    z = np.sqrt(abar) * x0 + np.sqrt(1 - abar) * eps
+    eps_hat = (z - np.sqrt(abar) * x0_hat) / np.sqrt(1 - abar)        # one prediction, as ε̂ and as v̂
+    v, v_hat = (np.sqrt(abar) * e - np.sqrt(1 - abar) * x for e, x in ((eps, x0), (eps_hat, x0_hat)))
+    weight = np.asarray(SCHEDULE.loss_weight(jnp.asarray(t), "uniform", prediction="v"))
+    np.testing.assert_allclose(weight * np.mean((eps - eps_hat) ** 2, 1), np.mean((v - v_hat) ** 2, 1),
+                               rtol=1e-4)
+    np.testing.assert_allclose(SCHEDULE.loss_weight(jnp.asarray(t), "min_snr", prediction="v"),
+                               SCHEDULE.loss_weight(jnp.asarray(t), "min_snr"), rtol=1e-6)
+
+    cfg = load_config("configs/ldm.py:tiny").model
+    net = MotionDenoiser.from_config(cfg, prediction="v", alpha_bar=SCHEDULE.alphas_cumprod,
+                                     rngs=nnx.Rngs(0))
+    kernel = net.unet.conv_out.kernel                  # zero-initialised: make the output non-zero
+    kernel.value = jax.random.normal(jax.random.key(2), kernel.value.shape) * 0.1
+    z = jax.random.normal(jax.random.key(1), (4, 8, 6, cfg.vae.latent_channels))   # for a 16x12 image
+    features = net.encode_image(jnp.zeros((4, 16, 12, 3)))
+    raw = np.asarray(net.unet(z, jnp.asarray(t), None, features))
+    assert np.abs(raw).mean() > 0.01
+    x0_from_eps = np.asarray(predict_x0(z, net.eps(z, jnp.asarray(t), features), abar[:, :, None, None]))
+    a = abar[:, :, None, None]
+    np.testing.assert_allclose(x0_from_eps, np.sqrt(a) * np.asarray(z) - np.sqrt(1 - a) * raw, atol=1e-4)
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        MotionDenoiser.from_config(cfg, prediction="x0", rngs=nnx.Rngs(0))

@@ -33,7 +33,11 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
         schedule="scaled_linear",     # "square linear" (supplement)
         beta_start=0.0015, beta_end=0.0195,  # NOT RECOVERED: the LDM configs' values
         cond_dropout=0.1,             # NOT RECOVERED: image-condition dropout for CFG
-        loss_weighting="uniform",     # "uniform" ε-MSE (the paper's) | "min_snr" (Min-SNR-γ)
+        # What the network predicts: "epsilon" (LDM's, the paper's) | "v" (docs/method.md §4.3).
+        # tiny: v (measured, demo data and schedule, stage 1, w = 4, 32 held-out scenes: AUC
+        # 0.822 → 0.823, amplitude ratio 5.06 → 1.73, image dependence 0.315 → 0.346).
+        prediction="epsilon" if paper else "v",
+        loss_weighting="uniform",     # "uniform" MSE of the prediction | "min_snr" (Min-SNR-γ)
         min_snr_gamma=5.0,            # γ of "min_snr" (the Min-SNR paper's choice)
     ))
     # Auxiliary loss (our addition, not the paper's): the image features' first channel learns

@@ -1,4 +1,4 @@
-"""Noise schedules for the ε-prediction diffusion of latent slices (docs/method.md §4.3)."""
+"""Noise schedules for the diffusion of latent slices (docs/method.md §4.3)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 SCHEDULES = ("scaled_linear", "linear")
 GRIDS = ("uniform", "quadratic", "logsnr")
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
+PREDICTIONS = ("epsilon", "v")   # what the denoiser network outputs (see MotionDenoiser.to_eps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,15 +61,23 @@ class NoiseSchedule:
         abar = abar.reshape(abar.shape + (1,) * (x0.ndim - 1))
         return jnp.sqrt(abar) * x0 + jnp.sqrt(1.0 - abar) * noise
 
-    def loss_weight(self, t, kind: str = "uniform", gamma: float = 5.0):
-        """Per-example weight of the ε-MSE at integer steps `t` `(B,)`.
+    def loss_weight(self, t, kind: str = "uniform", gamma: float = 5.0, prediction: str = "epsilon"):
+        """Per-example weight of the ε-MSE |ε - ε̂|² at integer steps `t` `(B,)`, the model's
+        ε̂ being what `MotionDenoiser.to_eps` makes of its output. In clean-latent terms the
+        ε-MSE is SNR_t · |x0 - x̂0|² and the v-MSE |v - v̂|² = |ε - ε̂|² / ᾱ_t is (1 + SNR_t) ·
+        |x0 - x̂0|².
 
-        * `uniform`: 1 (the plain ε objective of DDPM/LDM, the paper's).
-        * `min_snr`: min(SNR_t, γ) / SNR_t (Hang et al. 2023, "Min-SNR-γ"): the low-noise steps,
-          whose ε-loss is mostly about fine detail, stop dominating the gradient; the high-noise
-          steps, where the sample's layout (here: which pixels move) is decided, keep weight 1.
+        * `uniform`: the plain MSE of what the network predicts: 1 for ε (DDPM/LDM, the
+          paper's), 1/ᾱ_t for v, which weighs the high-noise steps (where the layout of the
+          sample, here which pixels move, is decided) ~1/SNR times more.
+        * `min_snr`: x0-weight min(SNR_t, γ) (Hang et al. 2023, "Min-SNR-γ"), the same objective
+          for either prediction: ε-weight min(SNR_t, γ) / SNR_t.
         """
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         if kind == "uniform":
+            if prediction == "v":
+                return 1.0 / self.alpha_bar(t)
             return jnp.ones(jnp.shape(t), jnp.float32)
         if kind != "min_snr":
             raise ValueError(f"loss weighting must be one of {LOSS_WEIGHTINGS}, got {kind!r}")

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from gid_jax.diffusion.schedule import NoiseSchedule
 from gid_jax.models.unet import MotionDenoiser
 from gid_jax.models.vae import MotionVAE, sample_latent
 from gid_jax.motion.normalization import frequency_denormalize
@@ -26,13 +27,22 @@ class Constant(nnx.Variable):
 
 class MotionLDM(nnx.Module):
     def __init__(self, model_cfg, *, num_freqs: int, stage: int, latent_mean=None, latent_std=None,
-                 freq_scales=None, dtype=jnp.float32, rngs: nnx.Rngs):
+                 freq_scales=None, diffusion=None, dtype=jnp.float32, rngs: nnx.Rngs):
+        """`diffusion`: the run config's `diffusion` block, for what the denoiser predicts
+        (`prediction`, and the schedule v needs); None, or a run from before the field existed,
+        means ε."""
         if stage not in (1, 2):
             raise ValueError(f"MotionLDM: stage must be 1 or 2, got {stage!r}")
         channels = model_cfg.vae.latent_channels
         self.num_freqs, self.stage = num_freqs, stage
         self.vae = MotionVAE.from_config(model_cfg.vae, dtype=dtype, rngs=rngs)
+        prediction = "epsilon" if diffusion is None else diffusion.get("prediction", "epsilon")
+        alpha_bar = None
+        if prediction == "v":
+            alpha_bar = NoiseSchedule.create(diffusion.num_steps, diffusion.beta_start,
+                                             diffusion.beta_end, diffusion.schedule).alphas_cumprod
         self.denoiser = MotionDenoiser.from_config(model_cfg, frequency_attention=stage == 2,
+                                                   prediction=prediction, alpha_bar=alpha_bar,
                                                    dtype=dtype, rngs=rngs)
         self.latent_mean = Constant(_vector(latent_mean, channels, 0.0))
         self.latent_std = Constant(_vector(latent_std, channels, 1.0))

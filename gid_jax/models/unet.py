@@ -45,6 +45,7 @@ from typing import Optional, Sequence
 import jax.numpy as jnp
 from flax import nnx
 
+from gid_jax.diffusion.schedule import PREDICTIONS
 from gid_jax.models.image_encoder import ImageEncoder
 from gid_jax.models.layers import (Downsample, EmbeddingMLP, MultiHeadSelfAttention, Norm,
                                    ResBlock, SpatialAttention, Upsample, check_sizes, conv,
@@ -328,16 +329,42 @@ class MotionDenoiser(nnx.Module):
     a stage-1 parameter, frozen in stage 2).
     """
 
-    def __init__(self, image_encoder: ImageEncoder, unet: UNet):
+    def __init__(self, image_encoder: ImageEncoder, unet: UNet, prediction: str = "epsilon",
+                 alpha_bar=None):
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"diffusion.prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        if prediction == "v" and alpha_bar is None:
+            raise ValueError("a v-prediction denoiser needs the schedule's alpha_bar")
         self.image_encoder = image_encoder
         self.unet = unet
+        self.prediction = prediction
+        # ᾱ per training step, a static tuple (hashable, baked into the compiled function)
+        self.alpha_bar = None if alpha_bar is None else tuple(float(a) for a in alpha_bar)
 
     @classmethod
-    def from_config(cls, model_cfg, *, frequency_attention: bool = False, dtype=jnp.float32,
-                    rngs: nnx.Rngs) -> "MotionDenoiser":
+    def from_config(cls, model_cfg, *, frequency_attention: bool = False, prediction="epsilon",
+                    alpha_bar=None, dtype=jnp.float32, rngs: nnx.Rngs) -> "MotionDenoiser":
         return cls(ImageEncoder.from_config(model_cfg, dtype=dtype, rngs=rngs),
                    UNet.from_config(model_cfg.unet, frequency_attention=frequency_attention,
-                                    remat=model_cfg.get("remat", "none"), dtype=dtype, rngs=rngs))
+                                    remat=model_cfg.get("remat", "none"), dtype=dtype, rngs=rngs),
+                   prediction, alpha_bar)
+
+    def to_eps(self, output, z, t):
+        """The network's `output` at `(z, t)` as the ε-prediction every sampler uses. With
+        "v" the network predicts v = √ᾱ ε − √(1−ᾱ) x0, so ε = √(1−ᾱ) z + √ᾱ v: at high noise
+        its output is (minus) the clean latent itself, which is where the image must decide
+        the layout of the motion, while an ε-network's output there is almost z."""
+        if self.prediction == "epsilon":
+            return output
+        abar = jnp.asarray(self.alpha_bar, jnp.float32)[jnp.asarray(t)].reshape(-1)
+        if abar.shape[0] not in (1, z.shape[0]):       # one t per image for its K slices
+            abar = jnp.repeat(abar, z.shape[0] // abar.shape[0])
+        abar = abar.reshape((-1,) + (1,) * (z.ndim - 1))
+        return (jnp.sqrt(1.0 - abar) * z + jnp.sqrt(abar) * output).astype(output.dtype)
+
+    def eps(self, z, t, features, freq_index=None, drop_image=None):
+        """ε̂(z_t | image features), whatever the network's parametrization."""
+        return self.to_eps(self.unet(z, t, freq_index, features, drop_image=drop_image), z, t)
 
     def encode_image(self, image):
         return self.image_encoder(image)
@@ -347,12 +374,13 @@ class MotionDenoiser(nnx.Module):
         features, as one UNet call on a doubled batch: one copy of the UNet to compile instead of
         two, and bigger kernels. A Python `weight` of 0 runs the conditional pass alone."""
         if isinstance(weight, (int, float)) and weight == 0:
-            return self.unet(z, t, None, features)
+            return self.eps(z, t, features)
         both = jnp.concatenate([features, jnp.zeros_like(features)])
-        eps = self.unet(jnp.concatenate([z, z]), jnp.concatenate([t, t]), None, both)
-        cond, uncond = jnp.split(eps, 2)
-        return (1.0 + weight) * cond - weight * uncond
+        out = self.unet(jnp.concatenate([z, z]), jnp.concatenate([t, t]), None, both)
+        cond, uncond = jnp.split(out, 2)
+        # the map output → ε is affine with the same (z, t) for both, so guiding either is the same
+        return self.to_eps((1.0 + weight) * cond - weight * uncond, z, t)
 
     def __call__(self, z, t, freq_index, image, *, drop_image=None, image_features=None):
         feats = self.encode_image(image) if image_features is None else image_features
-        return self.unet(z, t, freq_index, feats, drop_image=drop_image)
+        return self.eps(z, t, feats, freq_index, drop_image)

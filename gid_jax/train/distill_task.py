@@ -59,7 +59,8 @@ class DistillTask(LDMTask):
     def create_model(self, config, rngs):
         def ldm():
             return MotionLDM(config.model, num_freqs=len(self.freq_scales), stage=2,
-                             freq_scales=self.freq_scales, dtype=compute_dtype(config), rngs=rngs)
+                             freq_scales=self.freq_scales, diffusion=config.diffusion,
+                             dtype=compute_dtype(config), rngs=rngs)
         return ConsistencyDistiller(ldm(), ldm())
 
     def loss_fn(self, model, batch, rng):
@@ -84,7 +85,7 @@ class DistillTask(LDMTask):
         student_features = student.denoiser.encode_image(image)
 
         def f(z, t, a):
-            return predict_x0(z, student.denoiser.unet(z, t, None, student_features), a)
+            return predict_x0(z, student.denoiser.eps(z, t, student_features), a)
 
         pred = f(z_hi, t_hi, a_hi)
         target = jax.lax.stop_gradient(f(z_lo, t_lo, a_lo))

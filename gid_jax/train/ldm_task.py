@@ -3,8 +3,8 @@
 Stage 1 (`stage=1`) trains the denoiser (image encoder + UNet) on single frequency slices: each
 example contributes one random slice k with its frequency embedding. Stage 2 (`stage=2`) adds the
 zero-initialised frequency attention, freezes everything else, and denoises all K slices of an
-example jointly (one diffusion time per example). Both use ε-prediction with the square-linear
-schedule and drop the image condition with probability `diffusion.cond_dropout` for
+example jointly (one diffusion time per example). Both use the square-linear schedule, predict ε
+(the paper's) or v (`diffusion.prediction`), and drop the image condition with probability `diffusion.cond_dropout` for
 classifier-free guidance. The VAE is frozen: stage 1 copies it from the VAE run
 (`train.init_from`), stage 2 copies everything from the stage-1 run.
 """
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gid_jax.diffusion import NoiseSchedule
-from gid_jax.diffusion.schedule import LOSS_WEIGHTINGS
+from gid_jax.diffusion.schedule import LOSS_WEIGHTINGS, PREDICTIONS
 from gid_jax.models.ldm import MotionLDM
 from gid_jax.models.unet import FREQ_ATTN
 from gid_jax.motion import FrequencyNormalizer, amplitude
@@ -65,6 +65,9 @@ class LDMTask:
         self.trainable = (nnx.All(nnx.Param, nnx.PathContains("denoiser")) if self.stage == 1
                           else nnx.All(nnx.Param, nnx.PathContains(FREQ_ATTN)))
         self.schedule = NoiseSchedule.from_config(config)
+        if config.diffusion.prediction not in PREDICTIONS:
+            raise ValueError(f"config.diffusion.prediction must be one of {PREDICTIONS}, "
+                             f"got {config.diffusion.prediction!r}")
         if config.diffusion.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"config.diffusion.loss_weighting must be one of {LOSS_WEIGHTINGS}, "
                              f"got {config.diffusion.loss_weighting!r}")
@@ -75,7 +78,7 @@ class LDMTask:
             mean, std = read_latent_stats(config.vae_workdir)
         return MotionLDM(config.model, num_freqs=len(self.freq_scales), stage=self.stage,
                          latent_mean=mean, latent_std=std, freq_scales=self.freq_scales,
-                         dtype=compute_dtype(config), rngs=rngs)
+                         diffusion=config.diffusion, dtype=compute_dtype(config), rngs=rngs)
 
     def create_train_iterator(self, config, *, batch_size, process_index, process_count):
         return spectral_iterator(config, batch_size=batch_size, process_index=process_index,
@@ -101,10 +104,9 @@ class LDMTask:
         features = model.denoiser.encode_image(image)
         eps = model.denoiser(zt, t, freq, image, drop_image=drop, image_features=features)
         d = self.config.diffusion
-        weight = self.schedule.loss_weight(t, d.loss_weighting, float(d.min_snr_gamma))
-        eps_loss = jnp.mean(weight * jnp.mean(jnp.square(eps - noise), axis=(1, 2, 3)))
-        metrics = {"latent_std": jnp.std(z0), "eps_loss": eps_loss}
-        loss = eps_loss
+        weight = self.schedule.loss_weight(t, d.loss_weighting, float(d.min_snr_gamma), d.prediction)
+        loss = jnp.mean(weight * jnp.mean(jnp.square(eps - noise), axis=(1, 2, 3)))
+        metrics = {"latent_std": jnp.std(z0), f"{'eps' if d.prediction == 'epsilon' else 'v'}_loss": loss}
         saliency_weight = float(self.config.saliency_loss_weight)
         if saliency_weight > 0 and self.stage == 1:     # stage 2 freezes the image encoder
             target = saliency_target(sv, features.shape[1:3])
