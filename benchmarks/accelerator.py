@@ -99,7 +99,7 @@ def build_pipeline(args):
     dtype = jax.numpy.dtype(args.dtype)
     rngs = nnx.Rngs(0)
     ldm = MotionLDM(cfg, num_freqs=cfg.num_freqs, stage=2, dtype=dtype, rngs=rngs)
-    renderer = Renderer(cfg, rngs=rngs, dtype=dtype)
+    renderer = Renderer(cfg.renderer, rngs=rngs, dtype=dtype)
     return Pipeline(ldm, renderer, tuple(cfg.image_size), NoiseSchedule.create()), cfg
 
 

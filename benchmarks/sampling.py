@@ -55,7 +55,7 @@ def main() -> None:
     height, width = cfg.image_size
     rngs = nnx.Rngs(0)
     ldm = MotionLDM(cfg, num_freqs=cfg.num_freqs, stage=2, dtype=dtype, rngs=rngs)
-    renderer = Renderer(cfg, rngs=rngs, dtype=dtype)
+    renderer = Renderer(cfg.renderer, rngs=rngs, dtype=dtype)
     pipe = Pipeline(ldm, renderer, (height, width), NoiseSchedule.create(),
                     SamplerSettings(num_steps=args.steps, solver=args.solver, order=args.order,
                                     grid=args.grid, loop_mode=args.loop_mode))

@@ -449,7 +449,7 @@ def load_models(path: str | os.PathLike, manifest: dict
         ldm = abstract_model(lambda: MotionLDM(ldm_cfg.model, num_freqs=num_freqs, stage=stage,
                                                diffusion=ldm_cfg.diffusion, rngs=nnx.Rngs(0)),
                              path / LDM_CONFIG)
-        renderer = abstract_model(lambda: Renderer(renderer_cfg.model, rngs=nnx.Rngs(0)),
+        renderer = abstract_model(lambda: Renderer(renderer_cfg.model.renderer, rngs=nnx.Rngs(0)),
                                   path / RENDERER_CONFIG)
     except ValueError as err:
         raise BundleError(str(err)) from None

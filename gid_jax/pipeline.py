@@ -215,7 +215,7 @@ class Pipeline:
         restore_model(ldm_dir, ldm, source_path=("^", "student/") if distilled else ("", ""))
         renderer = None
         if renderer_cfg is not None:
-            renderer = abstract_model(lambda: Renderer(renderer_cfg.model, rngs=nnx.Rngs(0)),
+            renderer = abstract_model(lambda: Renderer(renderer_cfg.model.renderer, rngs=nnx.Rngs(0)),
                                       Path(renderer_workdir) / RUN_CONFIG)
             restore_model(Path(renderer_workdir), renderer)
         return cls(ldm, renderer, image_size, schedule, settings)

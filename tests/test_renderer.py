@@ -31,7 +31,7 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def model(cfg):
-    return Renderer(cfg, rngs=_rngs(0))
+    return Renderer(cfg.renderer, rngs=_rngs(0))
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_tiny_output_shape_dtype_range(cfg, inputs, output):
 def test_paper_size_shapes_without_allocation():
     cfg = get_config("paper")
     h, w = cfg.image_size
-    abstract = nnx.eval_shape(lambda: Renderer(cfg, rngs=nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: Renderer(cfg.renderer, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     params = nnx.state(abstract, nnx.Param)
     leaves = jax.tree.leaves(params)
@@ -113,7 +113,7 @@ def test_paper_size_shapes_without_allocation():
 
 
 def test_bf16_compute_float32_params(cfg, model, inputs, output):
-    m16 = Renderer(cfg, rngs=_rngs(0), dtype=jnp.bfloat16)
+    m16 = Renderer(cfg.renderer, rngs=_rngs(0), dtype=jnp.bfloat16)
     assert all(l.dtype == jnp.float32 for l in jax.tree.leaves(nnx.state(m16, nnx.Param)))
     enc = jax.eval_shape(m16.encode, inputs[0])
     assert all(p.dtype == jnp.bfloat16 for p in enc.pyramid)
@@ -301,8 +301,8 @@ def test_fallback_loss_with_warning(cfg, caplog, monkeypatch):
     monkeypatch.setattr(P, "default_vgg_weights_path", lambda: None)
     monkeypatch.setattr(P, "_FALLBACK_WARNED", False)
     with caplog.at_level(logging.WARNING, logger=P.__name__):
-        loss = P.RendererLoss(cfg)
-        P.RendererLoss(cfg)  # warned once only
+        loss = P.RendererLoss(cfg.renderer)
+        P.RendererLoss(cfg.renderer)  # warned once only
     msgs = [r for r in caplog.records if r.levelno == logging.WARNING and "fallback" in r.getMessage()]
     assert len(msgs) == 1 and not loss.uses_vgg
     h, w = cfg.image_size
@@ -323,7 +323,7 @@ def test_fallback_loss_with_warning(cfg, caplog, monkeypatch):
 def test_explicit_missing_weights_path_is_an_error(cfg, tmp_path):
     missing = tmp_path / "nope.npz"
     with pytest.raises(FileNotFoundError, match="nope.npz"):
-        P.RendererLoss(cfg, weights=str(missing))
+        P.RendererLoss(cfg.renderer, weights=str(missing))
 
 
 def test_weights_loader_errors_name_the_file(tmp_path):
@@ -397,7 +397,7 @@ def test_real_vgg_losses_behave(cfg, vgg_weights, tmp_path):
     assert np.all(np.diff(d_p) > 0) and np.all(np.diff(d_l) > 0), (d_p, d_l)
     assert 0.0 < d_l[-1] < 2.0
 
-    loss = P.RendererLoss(cfg, weights=vgg_weights)
+    loss = P.RendererLoss(cfg.renderer, weights=vgg_weights)
     assert loss.uses_vgg
     total, terms = nnx.jit(lambda m, a, b: m(a, b))(loss, noisy[:2], clean[:2])
     assert set(terms) == {"perceptual", "l1", "total"} and float(total) > 0

@@ -7,7 +7,7 @@ read, and the start frame's index. The real clip is frames ``[start, start + num
 that video decoded exactly as `gid prepare` decoded it (its fps and size, from
 ``prepare_config.json``), so its frame 0 is I0; `RealClips` checks this, which catches a wrong
 ``videos_dir`` or a video changed since it was prepared. The reader uses TFDS directly, not the
-training input pipeline: evaluation needs no shuffling, augmentation or normalisation, and
+training input: evaluation needs no shuffling, augmentation or normalisation, and
 sees every example once, in a fixed order (sorted by video and start frame).
 """
 

@@ -215,14 +215,14 @@ class RendererLoss(nnx.Module):
     """
 
     def __init__(self, config, *, weights=None, dtype=jnp.float32):
-        cfg = config.renderer if hasattr(config, "renderer") else config
+        cfg = config   # the renderer block of configs/models.py
         self.perceptual_weight = float(cfg.perceptual_weight)
         self.l1_weight = float(cfg.l1_weight)
-        self.fallback_scales = int(cfg.get("fallback_scales", 4))
-        self.fallback_gradient_weight = float(cfg.get("fallback_gradient_weight", 1.0))
-        self.fallback_ssim_weight = float(cfg.get("fallback_ssim_weight", 1.0))
+        self.fallback_scales = int(cfg.fallback_scales)
+        self.fallback_gradient_weight = float(cfg.fallback_gradient_weight)
+        self.fallback_ssim_weight = float(cfg.fallback_ssim_weight)
         if weights is None or isinstance(weights, (str, os.PathLike)):
-            spec = cfg.get("vgg_weights", "") if weights is None else weights
+            spec = cfg.vgg_weights if weights is None else weights
             path = _resolve_weights_path(spec)
             if path is None:
                 _warn_fallback_once(
@@ -234,8 +234,8 @@ class RendererLoss(nnx.Module):
         if weights is not None:
             self.perceptual = PerceptualLoss(
                 weights,
-                layers=tuple(cfg.get("perceptual_layers", LPIPS_LAYERS[:4])),
-                variant=str(cfg.get("perceptual_variant", "johnson")),
+                layers=tuple(cfg.perceptual_layers),
+                variant=str(cfg.perceptual_variant),
                 dtype=dtype,
             )
 

@@ -324,13 +324,13 @@ class Renderer(nnx.Module):
     """Image-based renderer of docs/method.md §6 (see the module docstring).
 
     Args:
-      config: the ``renderer`` block of ``configs/models.py`` (or the whole models config).
+      config: the ``renderer`` block of ``configs/models.py`` (a run config's ``model.renderer``).
       rngs: ``nnx.Rngs`` for initialisation.
       dtype: computation dtype (parameters stay float32).
     """
 
     def __init__(self, config, *, rngs: nnx.Rngs, dtype=jnp.float32):
-        cfg = config.renderer if hasattr(config, "renderer") else config
+        cfg = config
         self.remat = str(getattr(cfg, "remat", "none"))   # absent (older configs) = "none"
         remat_policy(self.remat, "model.renderer.remat")   # an unknown name fails here
         self.dtype = dtype

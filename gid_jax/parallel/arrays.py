@@ -1,6 +1,6 @@
 """Host-local numpy batches ⇄ global jax.Arrays sharded over the mesh.
 
-Every host's input pipeline yields its own slice of the global batch (global batch / process
+Every host's training input yields its own slice of the global batch (global batch / process
 count examples); `host_to_global` stitches those slices into one global array per key, split
 on the leading dimension over the mesh axes of the 'batch' rule of the rule table (`rules`,
 default the built-in table), with `jax.make_array_from_process_local_data`.
