@@ -39,7 +39,11 @@ def prepared_tiny(tmp_path_factory) -> Path:
 
             synthesize(root / "videos", 6, size=(64, 40), num_frames=40, fps=30.0, seed=11,
                        progress=False)
-            prepare(root / "videos", out, load_config("configs/prepare.py:tiny"), progress=False)
+            # The paper's raw transform: these clips get optical flow of sub-pixel motion, whose
+            # noise a loop closure's fit would amplify (test_prepare.py measures it); the
+            # closure itself is tested in test_seam.py and test_prepare.py.
+            prepare(root / "videos", out, load_config("configs/prepare.py:tiny", ["--config.close_loops=False"]),
+                    progress=False)
     return out
 
 

@@ -160,8 +160,9 @@ def test_round_trip_in_a_fresh_process(bundle, pipe, image, tmp_path):
     z, weight = jnp.asarray(inputs["z"]), pipe.settings.guidance_weight
     t_vec = jnp.full((k,), inputs["t"], jnp.int32)
     features = ldm.denoiser.encode_image(img)
-    eps = ((1 + weight) * ldm.denoiser.unet(z, t_vec, None, features)
+    out = ((1 + weight) * ldm.denoiser.unet(z, t_vec, None, features)
            - weight * ldm.denoiser.unet(z, t_vec, None, jnp.zeros_like(features)))
+    eps = ldm.denoiser.to_eps(out, z, t_vec)     # the tiny LDM predicts v
     abar, abar_prev = (float(pipe.schedule.alphas_cumprod[inputs[t]]) for t in ("t", "t_prev"))
     x0 = (z - np.sqrt(1 - abar) * eps) / np.sqrt(abar)
     want = np.sqrt(abar_prev) * x0 + np.sqrt(1 - abar_prev) * eps

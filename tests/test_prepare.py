@@ -58,7 +58,11 @@ def prepared(tmp_path_factory):
     _truncate_frames(videos / "short.mp4", 12)
     out = tmp_path_factory.mktemp("out")
     # test_fraction 0.3 puts some of these paths in the test split (checked below).
-    cfg = tiny_config(test_fraction=0.3)
+    # close_loops off: at 64x40 the flow of these 0.02-0.06 px motions is mostly noise, which a
+    # loop closure's fit amplifies (measured on synth_00000: relative error of k=0..3 against
+    # the closed truth 1.97, correlation 0.28, against 0.64-0.80 / 0.74-0.79 raw); the
+    # closure's plumbing is checked by the motion_source='auto' test below.
+    cfg = tiny_config(test_fraction=0.3, close_loops=False)
     result = P.prepare(videos, out, cfg, progress=False)
     return dict(videos=videos, out=out, cfg=cfg, result=result, moving=moving)
 
@@ -165,7 +169,7 @@ def test_spectral_volumes_match_ground_truth(prepared):
     for mp4 in prepared["moving"]:
         ex = got[(mp4.name, 0)]
         traj = load_ground_truth(mp4.with_suffix(".npz"))["trajectories"][:cfg.num_frames]
-        gt = np.fft.rfft(_closed(traj, cfg), axis=0)[:cfg.num_freqs]
+        gt = np.fft.rfft(traj.astype(np.float64), axis=0)[:cfg.num_freqs]
         gt = np.concatenate([gt.real, gt.imag], axis=-1)
         sv = ex["sv"]
         assert sv.dtype == np.float32 and sv.shape == gt.shape
@@ -179,8 +183,7 @@ def test_spectral_volumes_match_ground_truth(prepared):
 
 
 def test_spectral_volume_is_fft_of_long_range_flow(prepared):
-    """A later start frame: the stored volume is exactly rfft of the flow I_s → I_{s+t}, its
-    loop closed (`motion.close_loop`, tested against numpy in test_seam.py)."""
+    """A later start frame: the stored volume is exactly rfft of the flow I_s → I_{s+t}."""
     from data_pipelines.video_io import load_clip
     from gid_jax.flow import estimate_flow_batch
 
@@ -190,7 +193,7 @@ def test_spectral_volume_is_fft_of_long_range_flow(prepared):
                        size=(cfg.width, cfg.height)).frames[10:10 + cfg.num_frames]
     flows = estimate_flow_batch(frames[0], frames[1:], backend=cfg.flow_backend)
     traj = np.concatenate([np.zeros_like(flows[:1]), flows]).astype(np.float64)
-    ref = np.fft.rfft(_closed(traj, cfg), axis=0)[:cfg.num_freqs]
+    ref = np.fft.rfft(traj, axis=0)[:cfg.num_freqs]
     ref = np.concatenate([ref.real, ref.imag], axis=-1)
     np.testing.assert_allclose(ex["sv"], ref, rtol=2e-3, atol=2e-3)  # float16 storage
     np.testing.assert_array_equal(ex["image"], np.round(frames[0] * 255).astype(np.uint8))
