@@ -35,7 +35,7 @@ cases = {
     "image_encoder": (lambda r: ImageEncoder.from_config(cfg, rngs=r), lambda m, x: m(x), (image,)),
     "denoiser_stage2": (lambda r: MotionDenoiser.from_config(cfg, frequency_attention=True, rngs=r),
                         lambda m, z, x: m(z, t, None, x), (latents, image)),
-    "renderer": (lambda r: Renderer(cfg, rngs=r), lambda m, x, f, w, n: m(x, f, w, n),
+    "renderer": (lambda r: Renderer(cfg.renderer, rngs=r), lambda m, x, f, w, n: m(x, f, w, n),
                  (image, flow, weight, noise)),
 }
 batch = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
