@@ -18,9 +18,10 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.num_freqs = 16 if paper else 4              # K (docs/method.md §2.1)
     c.image_size = (160, 256) if paper else (32, 48)  # (H, W): 256x160 (docs/method.md §2.2)
-    # Rematerialisation of the denoiser U-Net's blocks in the backward pass (memory for compute):
-    # "none" | "full" | "dots_saveable" | "convs_saveable" (gid_jax/models/layers.py remat_policy).
-    # The forward function is the same for every choice. The compute dtype is train.compute_dtype.
+    # Rematerialisation of a model's blocks in the backward pass (memory for compute), here for
+    # the denoiser U-Net and as `vae.remat` / `renderer.remat` for the other two: "none" | "full"
+    # | "dots_saveable" | "convs_saveable" (gid_jax/models/layers.py remat_policy). The forward
+    # function is the same for every choice. The compute dtype is train.compute_dtype.
     c.remat = "none"
 
     # Motion VAE: LDM KL autoencoder over one 4-channel frequency slice (docs/method.md §4.1).
@@ -33,6 +34,7 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         dropout=0.0,                               # NOT RECOVERED
         l1_weight=1.0, gradient_weight=0.2, kl_weight=1e-6,  # docs/method.md §4.1
         gradient_scales=4,                         # NOT RECOVERED: MegaDepth uses 4 scales
+        remat="none",
     ))
 
     # Denoising UNet over (B*K) latent slices (docs/method.md §4.2, §5).
@@ -66,6 +68,7 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     # Image-based renderer (docs/method.md §6). Levels: full res, 1/2 (stem), 1/4, 1/8, ... (see
     # gid_jax/models/renderer.py); H, W need not be multiples of 2**(len(encoder_blocks)+1).
     c.renderer = ml_collections.ConfigDict(dict(
+        remat="none",
         encoder_blocks=(3, 4, 6, 3) if paper else (1, 1),        # paper: ResNet-34
         encoder_channels=(64, 128, 256, 512) if paper else (8, 16),  # paper: ResNet-34
         full_res_channels=32 if paper else 16,     # NOT RECOVERED: extra full-resolution level

@@ -24,9 +24,6 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     # `model.renderer`: encoder/decoder sizes, splat Z scale and the loss (perceptual + L1, VGG
     # weights), see configs/models.py. The other blocks there are unused by this stage.
     c.model = load_config(f"configs/models.py:{variant}")
-    # Rematerialisation of the renderer's blocks in the backward pass (memory for compute), as
-    # model.remat: "none" | "full" | "dots_saveable" | "convs_saveable" (models/layers.py).
-    c.model.renderer.remat = "none"
 
     c.data = ml_collections.ConfigDict(dict(
         dir="",                       # `gid prepare`'s output folder (or its gid_motion/pairs/1.0.0)

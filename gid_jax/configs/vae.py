@@ -19,9 +19,6 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     c = load_config(f"configs/train_defaults.py:{arg}")
     c.task = "vae"
     c.model = load_config(f"configs/models.py:{arg}")
-    # Rematerialisation of the VAE's blocks in the backward pass (memory for compute), the choices
-    # of model.remat: "none" | "full" | "dots_saveable" | "convs_saveable" (models/layers.py).
-    c.model.vae.remat = "none"
     c.data = ml_collections.ConfigDict(dict(
         dir="",                       # a `gid prepare` output folder (required)
         augment="default",            # "default": the paper's augmentations (docs/method.md §4.3); "none"
