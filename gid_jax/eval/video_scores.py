@@ -212,9 +212,7 @@ def score_feature_sets(gen: Sequence[dict], real: Sequence[dict], spec: MetricSp
             notes.append("FID/KID skipped: fewer than 2 frames")
         curve = _sliding_fid(gen, real, spec)
         if curve is not None:
-            curves["sliding_fid"] = curve
-            metrics["sliding_fid_mean"] = float(np.mean(curve["values"]))
-            metrics["sliding_fid_points"] = float(len(curve["values"]))
+            _record_curve("sliding_fid", curve, metrics, curves)
         elif spec.sliding_fid_window:
             notes.append(f"sliding FID skipped: no clip has {spec.sliding_fid_window} frames")
     for prefix, present in (("fvd", gen and any(k.startswith("fvd") for k in gen[0])),
@@ -226,13 +224,18 @@ def score_feature_sets(gen: Sequence[dict], real: Sequence[dict], spec: MetricSp
     if gen and "sliding_dtfvd" in gen[0]:
         curve = _sliding_windows(gen, real, spec)
         if curve is not None:
-            curves["sliding_dtfvd"] = curve
-            metrics["sliding_dtfvd_mean"] = float(np.mean(curve["values"]))
-            metrics["sliding_dtfvd_points"] = float(len(curve["values"]))
+            _record_curve("sliding_dtfvd", curve, metrics, curves)
         elif spec.sliding_dtfvd_window:
             notes.append(f"sliding DTFVD skipped: fewer than 2 clips reach "
                          f"{spec.sliding_dtfvd_window} frames")
     return metrics, curves, notes
+
+
+def _record_curve(name: str, curve: dict, metrics: dict, curves: dict) -> None:
+    """Keeps a sliding-window curve and puts its mean and point count in the row."""
+    curves[name] = curve
+    metrics[f"{name}_mean"] = float(np.mean(curve["values"]))
+    metrics[f"{name}_points"] = float(len(curve["values"]))
 
 
 def _sliding_fid(gen, real, spec) -> Optional[dict]:
