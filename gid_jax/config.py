@@ -32,8 +32,32 @@ def parse_variant(arg: str | None, where: str, *, default: str = "paper",
     accepts and refuses variants the same way; `where` names the file in the error."""
     name = (arg or default).strip().lower()
     if name not in choices:
-        raise ValueError(f"{where}: variant must be one of {', '.join(map(repr, choices))}, got {arg!r}")
+        hint = (" (k=K is an option of configs/prepare.py only: the training stages read K from the "
+                "prepared data)" if "k=" in name.replace(" ", "") else "")
+        raise ValueError(f"{where}: variant must be one of {', '.join(map(repr, choices))}, got {arg!r}{hint}")
     return name
+
+
+def parse_variant_k(arg: str | None, where: str, *, default: str = "paper",
+                    choices: tuple[str, ...] = VARIANTS) -> tuple[str, int | None]:
+    """`"paper,k=8"` → `("paper", 8)`, `"tiny"` → `("tiny", None)`: a variant with the number of
+    Fourier bins K of the paper's K ablation (Table 2). Only `configs/prepare.py` takes it: K is
+    decided there, once, and every later stage reads it from the prepared data."""
+    name, *options = str(arg or default).split(",")
+    variant = parse_variant(name, where, default=default, choices=choices)
+    k = None
+    for option in options:
+        key, sep, value = option.partition("=")
+        if key.strip().lower() != "k" or not sep:
+            raise ValueError(f"{where}: unknown variant option {option.strip()!r} (the only one is "
+                             "k=K, e.g. 'paper,k=8')")
+        try:
+            k = int(value)
+        except ValueError:
+            raise ValueError(f"{where}: k must be a whole number of Fourier bins, got {value.strip()!r}") from None
+        if k < 1:
+            raise ValueError(f"{where}: k must be at least 1, got {k}")
+    return variant, k
 
 
 def resolve_config_path(path: str) -> Path:

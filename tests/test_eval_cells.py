@@ -1,6 +1,7 @@
 """`gid eval` end to end on the tiny trained pipeline: every clip rendered by every row (the
 model, its softmax-splat twin, and the still / true-motion / fixed-map baselines), video
-metrics with their counts, resume, kept videos, the HTML report. The feature networks are
+metrics with their counts, resume, kept videos, the HTML report (parsed, and as headless
+Chromium shows it), metrics vs training step of one run. The feature networks are
 tiny random-weight versions of the real InceptionV3 / I3D graphs (the real ones cost ~0.4 s a
 frame and ~10 s a 16-frame clip on this CPU; `benchmarks/eval_metrics.py` measures them)."""
 
@@ -10,6 +11,7 @@ import csv
 import json
 import math
 import re
+import shutil
 
 import pytest
 from PIL import Image
@@ -17,10 +19,13 @@ from PIL import Image
 from data_pipelines.video_io import read_video
 from gid_jax.cli import main as gid_main
 from gid_jax.eval import i3d, inception, video_scores
+from gid_jax.interact.browser import check_page_media, find_chromium
 
 NUM_CLIPS = 3          # sorted: synth_00000 f0 (40 frames), f10 (30), synth_00001 f0 (40)
 FRAMES = 40 + 30 + 40
 BASELINES = ("still", "true_motion", "splat", "fixed_map")
+needs_chromium = pytest.mark.skipif(
+    find_chromium() is None, reason="headless browser test needs Chromium: apt-get install -y chromium")
 
 
 def patch_networks(mp) -> None:
@@ -156,6 +161,75 @@ def test_report_names_only_files_that_load(sweep):
     assert len(re.findall(r'/real/[^"]+\.gif"', text)) == 2           # report_clips
     for r in sweep["table"]["rows"]:
         assert r["cell_id"] in text
+
+
+@needs_chromium
+def test_report_renders_in_headless_chromium_with_every_file_loaded(sweep, tmp_path):
+    """The page as a browser shows it: the table laid out, every <img> decoded with a size,
+    every link answered. And the check fails when it should: in a copy of the report with one
+    row's clip and table.csv deleted it names exactly those two."""
+    page = "report/index.html"
+    text = (sweep["out"] / page).read_text()
+    result = check_page_media(sweep["out"], page)
+    assert result["broken"] == [], result["broken"]
+    assert result["title"] == "gid eval report" and result["rows"] == 1 + len(sweep["table"]["rows"])
+    assert result["height"] > 500 and result["videos"] == []     # clips are GIFs (<img>), no <video>
+    assert len(result["images"]) == text.count("<img ") and {x["src"] for x in result["links"]} == {
+        "../table.csv", "../table.json"}
+    for im in result["images"]:
+        assert im["natural"][0] > 0 and im["box"][0] > 0, im
+    gifs = [im for im in result["images"] if im["src"].endswith(".gif")]
+    assert len(gifs) == 2 * len(sweep["table"]["rows"]) + 2 and all(im["natural"] == [64, 40] for im in gifs)
+
+    copy = tmp_path / "eval"
+    for part in ("report", "media", "plots"):
+        shutil.copytree(sweep["out"] / part, copy / part)
+    for part in ("table.csv", "table.json"):
+        shutil.copy2(sweep["out"] / part, copy / part)
+    gone = next(im["src"] for im in gifs if "/real/" not in im["src"])
+    (copy / "report" / gone).resolve().unlink()
+    (copy / "table.csv").unlink()
+    assert check_page_media(copy, page)["broken"] == [gone, "../table.csv"]
+
+
+def test_metric_vs_training_step_from_one_run(tiny_runs, prepared_tiny, tmp_path, capsys):
+    """``PIPELINE@all``: one model cell per step saved in the pipeline's LDM run (here stage 1:
+    steps 20 and 40), each sampling with that step's weights and labelled with the K the
+    checkpoint was trained with; the step plot has one point per step, the still video dashed."""
+    from gid_jax.eval.checkpoint_steps import saved_steps
+    from gid_jax.pipeline import Pipeline
+
+    steps = saved_steps(tiny_runs["ldm"])
+    assert len(steps) >= 2
+    run = Pipeline.write_spec(tmp_path / "stage1", tiny_runs["ldm"], tiny_runs["renderer"])
+    out = tmp_path / "eval"
+    args = ["eval", "--config", "configs/eval.py:tiny", f"--config.data_dir={prepared_tiny}",
+            "--config.split=train", f"--config.checkpoints=('{run}@all',)", "--config.num_videos=2",
+            "--config.grid.num_steps=(2,)", "--config.grid.guidance_weight=('pipeline',)",
+            "--config.grid.num_freqs=('trained',)", "--config.baselines=('still',)",
+            f"--config.out_dir={out}", "--report"]
+    assert gid_main(args) == 0
+    rows = json.loads((out / "table.json").read_text())["rows"]
+    model = sorted((r for r in rows if r["method"] == "model"), key=lambda r: r["step"])
+    assert [r["step"] for r in model] == steps and [r["checkpoint"] for r in model] == [
+        f"{run}@{s}" for s in steps]
+    trained_k = json.loads((tiny_runs["ldm"] / "config.json").read_text())["model"]["num_freqs"]
+    for r in model:
+        assert r["info"]["k_mode"] == "trained" and r["info"]["model_num_freqs"] == trained_k == 8
+        assert "(the K it was trained with)" in r["label"]
+    assert model[0]["metrics"]["sv_err"] != model[-1]["metrics"]["sv_err"]     # each step's weights
+    plot = json.loads((out / "plots" / "learn_auc_vs_step.json").read_text())
+    assert [[x for x, _ in line["points"]] for line in plot["lines"]] == [steps]
+    assert [p[1] for p in plot["lines"][0]["points"]] == [r["metrics"]["learn_auc"] for r in model]
+    assert [b["label"] for b in plot["baselines"]] == ["still"]
+    assert (out / "plots" / "learn_auc_vs_step.png").stat().st_size > 1000
+    assert '"../plots/learn_auc_vs_step.png"' in (out / "report" / "index.html").read_text()
+
+    capsys.readouterr()
+    bad = [a.replace("@all", "@7") for a in args if not a.startswith("--config.out_dir")]
+    assert gid_main(bad + [f"--config.out_dir={tmp_path / 'bad'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "step 7 is not saved" in err and f"(saved: {steps})" in err
 
 
 def test_real_features_are_cached(sweep, tiny_runs, prepared_tiny, monkeypatch):

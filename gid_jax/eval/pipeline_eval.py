@@ -20,7 +20,11 @@ measured from the real video), a model cell samples a spectral volume from I0 an
 * and the renderer on the split's frame pairs given the real motion (``render_psnr/ssim``).
 
 The ``num_freqs`` axis keeps the first K bins of a K_model sample: an inference-time
-truncation, labelled as such (``k_mode``), not a model trained with K bins. Each row states
+truncation, labelled as such (``k_mode = "truncated"``, ``"full"`` where K = K_model), not a model
+trained with K bins. Its value ``"trained"`` (or no such axis) samples each checkpoint with the
+K it was trained with (``k_mode = "trained"``, ``model_num_freqs``): the paper's Table 2, models
+trained per K on the ``checkpoints`` axis. A checkpoint ``RUN@STEP`` is that pipeline with its
+LDM weights of that training step (`gid_jax.eval.checkpoint_steps`). Each row states
 the CFG weight it sampled with (``cfg_weight``). Baseline rows (`gid_jax.eval.methods`) go
 through the same code on the same clips; ``splat`` is a second row of each model cell made from
 the same samples. Real clips' features are computed once and cached in
@@ -44,6 +48,7 @@ from gid_jax.eval.motion_metrics import motion_metrics
 DIVERSITY_SEED_STRIDE = 100_003   # extra samples of image i use seed + i + s * stride, s >= 1
 SAMPLER_AXES = ("num_steps", "guidance_weight", "solver")
 PIPELINE_DEFAULT = "pipeline"      # an axis value meaning "the checkpoint's own setting"
+TRAINED_K = "trained"              # num_freqs: the K the checkpoint was trained with
 
 
 def test_examples(data_dir: str, split: str, limit: int = -1) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -103,10 +108,11 @@ class CellEvaluator:
         return self.rows(cell)[0]["metrics"]
 
     def pipeline(self, path):
-        from gid_jax.pipeline import Pipeline
+        """The checkpoint of a cell (``RUN@STEP``: that training step), loaded once."""
+        from gid_jax.eval.checkpoint_steps import load_pipeline
 
         if path not in self._pipelines:
-            self._pipelines[path] = Pipeline.load(path)
+            self._pipelines[path] = load_pipeline(path)
         return self._pipelines[path]
 
     def period(self, pipe) -> int:
@@ -239,10 +245,7 @@ class CellEvaluator:
         pipe = self.pipeline(path)
         self._check_period(pipe, path)
         model_k = int(pipe.ldm.num_freqs)
-        k = int(cell.get("num_freqs", model_k))
-        if not 1 <= k <= model_k:
-            raise ValueError(f"config.grid.num_freqs: {k}, but the model at {path} predicts "
-                             f"{model_k} bins")
+        k, k_mode = _k_setting(cell.get("num_freqs", TRAINED_K), model_k, path)
         settings = {name: cell[name] for name in SAMPLER_AXES
                     if name in cell and cell[name] != PIPELINE_DEFAULT}
         used = _used_settings(pipe, settings)
@@ -259,15 +262,17 @@ class CellEvaluator:
             if i < self.num_diverse and self.num_seeds >= 2:
                 diverse.append([sv] + [sample(image, int(self.config.seed) + i + s * DIVERSITY_SEED_STRIDE)
                                        for s in range(1, self.num_seeds)])
-        if path not in self._rendering:
-            self._rendering[path] = self._pair_scores(pipe) if self.pairs else {}
-        truncated = k < model_k
+        from gid_jax.eval.checkpoint_steps import run_of
+
+        run = run_of(path)           # the renderer is the same for every step of a run
+        if run not in self._rendering:
+            self._rendering[run] = self._pair_scores(pipe) if self.pairs else {}
         info = {"cfg_weight": used.guidance_weight, "solver_used": used.solver,
-                "num_steps_used": used.num_steps, "model_num_freqs": model_k,
-                "k_mode": "truncated" if truncated else "full"}
+                "num_steps_used": used.num_steps, "model_num_freqs": model_k, "k_mode": k_mode}
         label = (f"{Path(str(path).rstrip('/')).name}: {used.solver} {used.num_steps} steps, "
                  f"CFG w={used.guidance_weight}, K={k}"
-                 + (f" (K={model_k} sample truncated to {k} bins)" if truncated else ""))
+                 + {"truncated": f" (K={model_k} sample truncated to {k} bins)",
+                    "trained": " (the K it was trained with)"}.get(k_mode, ""))
         notes = (["consistency sampler: guidance is built into the distilled weights"]
                  if used.solver == "consistency" else [])
         speed = self.speed(pipe)
@@ -275,7 +280,7 @@ class CellEvaluator:
         rows = [self._row(methods.MODEL, cell, pipe, preds,
                           lambda i, n: methods.render(pipe, self.examples[i][0], preds[i], n, speed, seed(i)),
                           diverse=diverse, info={**info, "label": label}, notes=notes,
-                          extra=self._rendering[path])]
+                          extra=self._rendering[run])]
         if "splat" in (self.config.get("baselines", ()) or ()):
             rows.append(self._row("splat", cell, pipe, preds,
                                   lambda i, n: methods.splat(pipe, self.examples[i][0], preds[i], n, speed),
@@ -351,6 +356,21 @@ class CellEvaluator:
             return {}
         return {"seam_step_ratio": float(np.mean(steps)), "seam_accel_ratio": float(np.mean(accels)),
                 "seam_clips": float(len(steps))}
+
+
+def _k_setting(value, model_k: int, path) -> tuple[int, str]:
+    """(bins kept, k_mode) of a cell's ``num_freqs``: ``"trained"`` → all of the checkpoint's
+    own K; an integer K ≤ K_model → the first K bins ("full" where K = K_model)."""
+    if value == TRAINED_K:
+        return model_k, "trained"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ValueError(f"config.grid.num_freqs: {value!r}, expected an integer K or "
+                         f"{TRAINED_K!r} (the K each checkpoint was trained with)")
+    k = int(value)
+    if not 1 <= k <= model_k:
+        raise ValueError(f"config.grid.num_freqs: {k}, but the model at {path} predicts "
+                         f"{model_k} bins (use {TRAINED_K!r} for models trained with different K)")
+    return k, "truncated" if k < model_k else "full"
 
 
 def write_amplitude_png(path, sv, true_sv) -> Path:

@@ -3,7 +3,8 @@
 It shows the table (every row of ``table.json``: the model cells and the baselines, key
 metrics each with its sample count; the full table is ``table.csv``), the notes (what was
 skipped and why, the small-sample bias), the metric-vs-axis plots of `sweep.plot_results`
-(vs checkpoint, sampler steps, K, CFG weight: whichever axes vary), the sliding-window FID /
+(vs checkpoint, sampler steps, K, CFG weight: whichever axes vary; vs training step for
+``RUN@STEP`` checkpoints, vs the K checkpoints were trained with), the sliding-window FID /
 DTFVD curves of every row, and for the first few clips (``config.report_clips``) the real clip
 and each row's video side by side, with the amplitude map of the motion that made it. Every
 file it names lies under OUT and is referenced by a relative path, so the folder can be copied
@@ -46,8 +47,9 @@ def _table(rows) -> str:
     out = [f"<table><tr><th>row</th><th>method</th><th>CFG w</th><th>K</th><th>clips</th>{head}</tr>"]
     for r in rows:
         m, info = r["metrics"], r["info"]
-        k = info.get("k_mode", "")
-        k = f"{r.get('num_freqs', '')} ({k})" if k else ""
+        k = info.get("k_mode", "")        # a trained-K row shows the checkpoint's own K
+        shown = info.get("model_num_freqs") if k == "trained" else r.get("num_freqs", "")
+        k = f"{_fmt(shown)} ({k})" if k else ""
         cells = []
         for name, count, unit in present:
             value = _fmt(m.get(name))

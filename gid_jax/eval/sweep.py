@@ -10,6 +10,8 @@ test split.
   followed by one cell per baseline of ``config.baselines`` (``{"method": name, "checkpoint":
   ...}``: ``still`` once, ``true_motion`` and ``fixed_map`` per checkpoint; ``splat`` is not a
   cell of its own but a second row of every model cell, made from the same samples).
+* A checkpoint may name a training step of its LDM run, ``RUN@STEP``, or every saved step,
+  ``RUN@all`` (`gid_jax.eval.checkpoint_steps`): the metric-vs-training-step plot of one run.
 * ``evaluate_cell(cell) -> dict[str, float]`` is the plug-in point: it samples/renders the test
   split for that checkpoint and setting and returns its metrics. An evaluator with a ``rows``
   method (`gid_jax.eval.pipeline_eval.CellEvaluator`, what `gid eval` runs) is asked for
@@ -25,7 +27,9 @@ test split.
   column (each Fréchet number beside its sample count, ``notes`` saying what was skipped; the
   JSON also holds the curves), the tidy ``OUT/results.csv`` / ``OUT/results.json`` (one row per
   cell x method x metric) and ``OUT/plots/*.png`` (each metric against each axis that varies,
-  one line per combination of the other settings, baselines as dashed lines).
+  one line per combination of the other settings, baselines as dashed lines; also against the
+  training step of ``RUN@STEP`` checkpoints and against the K checkpoints were trained with,
+  `derived_values`), each with a ``.json`` of its points.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional
 
 from gid_jax.atomic import atomic_path, write_json_atomic
+from gid_jax.eval.checkpoint_steps import expand_checkpoints, run_of, step_of
 from gid_jax.eval.methods import BASELINES, LABELS, MODEL
 
 CELL_DIR = "cells"
@@ -57,7 +62,7 @@ def grid_axes(config) -> dict:
     checkpoints = list(config.checkpoints)
     if not checkpoints:
         raise ValueError("sweep config: `checkpoints` is empty")
-    axes = {"checkpoint": [str(c) for c in checkpoints]}
+    axes = {"checkpoint": expand_checkpoints(str(c) for c in checkpoints)}   # RUN@all: each step
     grid = config.grid.to_dict() if hasattr(config.grid, "to_dict") else dict(config.grid)
     for name in sorted(grid):
         values = grid[name]
@@ -90,7 +95,8 @@ def baseline_names(config) -> list[str]:
 
 def grid_cells(config) -> list[dict]:
     """Model cells (checkpoint x grid, no ``method`` key: their ids predate baselines), then
-    the baseline cells (``splat`` rides along with the model cells)."""
+    the baseline cells (``splat`` rides along with the model cells; ``true_motion`` and
+    ``fixed_map`` once per run, not per ``RUN@STEP``: they use only its renderer)."""
     axes = grid_axes(config)
     split = str(config.get("split", "test"))
     cells = []
@@ -102,7 +108,7 @@ def grid_cells(config) -> list[dict]:
     for name in baseline_names(config):
         if name == "splat":
             continue
-        for ckpt in ([""] if name == "still" else axes["checkpoint"]):
+        for ckpt in ([""] if name == "still" else dict.fromkeys(map(run_of, axes["checkpoint"]))):
             cell = {"method": name, "checkpoint": ckpt, "split": split}
             cell["cell_id"] = cell_id(cell)
             cells.append(cell)
@@ -231,13 +237,31 @@ def _metric_columns(names) -> list[str]:
     return ordered + rest
 
 
+DERIVED = ("step", "trained_num_freqs")
+
+
+def derived_values(cell: Mapping, row: Mapping) -> dict:
+    """What a row is plotted against besides the grid axes: ``step``, the training step of a
+    ``RUN@STEP`` checkpoint, and ``trained_num_freqs``, the K the checkpoint was trained with
+    (rows of ``num_freqs = "trained"``, `pipeline_eval`; never a truncated sample's K)."""
+    out = {}
+    step = step_of(cell.get("checkpoint") or "")
+    if step is not None:
+        out["step"] = step
+    info = row.get("info") or {}
+    if info.get("k_mode") == "trained" and info.get("model_num_freqs") is not None:
+        out["trained_num_freqs"] = int(info["model_num_freqs"])
+    return out
+
+
 def merge_results(config, out_dir=None, plots: bool = True) -> dict:
     """Collect ``OUT/cells/*.json`` for the config's grid into the wide table (``table.csv``,
-    ``table.json``), the tidy one (``results.csv``, ``results.json``) and plots."""
+    ``table.json``), the tidy one (``results.csv``, ``results.json``) and plots. The derived
+    axes (`derived_values`) become columns and plot axes where any row has them."""
     out = Path(out_dir or config.out_dir)
     axes = grid_axes(config)
     cells = grid_cells(config)
-    rows, table, missing = [], [], []
+    rows, table, missing, derived = [], [], [], {}
     for cell in cells:
         rec = _read_cell(out / CELL_DIR / f"{cell['cell_id']}.json")
         if rec is None:
@@ -246,20 +270,25 @@ def merge_results(config, out_dir=None, plots: bool = True) -> dict:
         for r in _record_rows(rec):
             ident = {"cell_id": cell["cell_id"], "method": r["method"], "split": cell["split"]}
             ident.update({a: cell.get(a) for a in axes})
+            extra = derived_values(cell, r)
+            ident.update(extra)
+            for name, value in extra.items():
+                derived.setdefault(name, set()).add(value)
             for metric in sorted(r["metrics"]):
                 rows.append({**ident, "metric": metric, "value": r["metrics"][metric]})
             table.append({**ident, "label": r["info"].get("label", LABELS.get(r["method"], r["method"])),
                           "info": r["info"], "metrics": r["metrics"], "curves": r["curves"],
                           "notes": r["notes"]})
-    columns = ["cell_id", "split", "method", *axes, "metric", "value"]
+    derived = {name: sorted(derived[name]) for name in DERIVED if name in derived}
+    columns = ["cell_id", "split", "method", *axes, *derived, "metric", "value"]
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "results.csv", columns, rows)
-    result = {"columns": columns, "rows": rows, "axes": axes, "num_cells": len(cells),
-              "missing": missing, "complete": not missing}
+    result = {"columns": columns, "rows": rows, "axes": axes, "derived_axes": derived,
+              "num_cells": len(cells), "missing": missing, "complete": not missing}
     _write_json_atomic(out / "results.json", result)
-    result["table"] = write_table(out, table, axes)
+    result["table"] = write_table(out, table, {**axes, **derived})
     if plots and rows:
-        result["plots"] = [str(p) for p in plot_results(rows, axes, out / "plots")]
+        result["plots"] = [str(p) for p in plot_results(rows, axes, out / "plots", derived)]
     return result
 
 
@@ -296,51 +325,78 @@ def write_table(out, table: list[dict], axes: Mapping[str, list]) -> dict:
     return doc
 
 
-def plot_results(rows, axes: Mapping[str, list], plot_dir) -> list[Path]:
+def _plot_axes(axes: Mapping[str, list], derived: Mapping[str, list]):
+    """(axis, x values, grid axes that name a row's line, whether the run names it too) of every
+    plot: the grid axes that vary, then the derived ones, whose lines drop the checkpoint (and
+    for trained K the ``num_freqs`` axis, "trained" on all their rows)."""
+    runs = {run_of(c) for c in axes.get("checkpoint", ())}
+    steps_only = len(runs) == 1 and len(derived.get("step", ())) > 1   # vs checkpoint = vs step
+    specs = [(a, xs, [o for o in axes if o != a], False) for a, xs in axes.items()
+             if len(xs) > 1 and not (a == "checkpoint" and steps_only)]
+    for name, xs in derived.items():
+        if len(xs) > 1:
+            drop = ("checkpoint", "num_freqs") if name == "trained_num_freqs" else ("checkpoint",)
+            specs.append((name, xs, [o for o in axes if o not in drop],
+                          name == "step" and len(runs) > 1))
+    return specs
+
+
+def plot_results(rows, axes: Mapping[str, list], plot_dir, derived: Mapping[str, list] | None = None
+                 ) -> list[Path]:
     """One PNG per (metric, varying axis): metric vs the axis, a line per other setting of the
-    model cells (dotted: their splat rows), each baseline cell as a dashed horizontal line."""
+    model cells (dotted: their splat rows), each baseline cell as a dashed horizontal line.
+    ``derived`` (`derived_values`: training step, trained K) are axes too; a model row without
+    the value (e.g. a truncated-K row on the trained-K plot) is left out of that plot. Beside
+    each PNG, ``<same name>.json`` holds the points it draws."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     plot_dir = Path(plot_dir)
     plot_dir.mkdir(parents=True, exist_ok=True)
-    varying = [a for a, vals in axes.items() if len(vals) > 1]
     key = lambda v: json.dumps(v)  # noqa: E731
     written = []
     is_model = lambda r: r.get("method", MODEL) == MODEL  # noqa: E731
+    standalone = lambda r: r.get("method", MODEL) not in (MODEL, "splat")  # noqa: E731
     counts = lambda m: m in _COUNTS or m.endswith(("_frames", "_windows", "_points", "_clips"))  # noqa: E731
+    specs = _plot_axes(axes, derived or {})
     for metric in sorted({r["metric"] for r in rows if is_model(r) and not counts(r["metric"])}):
         mrows = [r for r in rows if r["metric"] == metric]
-        for axis in varying:
-            xs = axes[axis]
+        for axis, xs, others, by_run in specs:
+            grid_axis = axis in axes
             numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
             pos = {key(x): (x if numeric else i) for i, x in enumerate(xs)}
-            others = [a for a in axes if a != axis]
             groups, brows = {}, []
             for r in mrows:
-                if r.get(axis) is None or key(r[axis]) not in pos:  # a baseline cell: no axes
-                    brows.append(r)
+                if r.get(axis) is None or key(r[axis]) not in pos:
+                    if grid_axis or standalone(r):      # a baseline cell: no axes
+                        brows.append(r)
                     continue
-                label = ", ".join(f"{a}={Path(str(r[a])).name if a == 'checkpoint' else r[a]}"
-                                  for a in others if len(axes[a]) > 1)
+                parts = [f"run={Path(run_of(r['checkpoint'])).name}"] if by_run else []
+                parts += [f"{a}={Path(str(r[a])).name if a == 'checkpoint' else r[a]}"
+                          for a in others if len(axes[a]) > 1]
+                label = ", ".join(parts)
                 if not is_model(r):              # a model cell's companion row (splat)
                     label = f"{r['method']}{': ' + label if label else ''}"
                 groups.setdefault(label, []).append((pos[key(r[axis])], r["value"]))
             fig, ax = plt.subplots(figsize=(5, 3.5))
+            lines = []
             for label, pts in sorted(groups.items()):
                 pts.sort()
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label or "model",
                         linestyle=":" if label.startswith(BASELINES) else "-")
+                lines.append({"label": label or "model", "points": [list(p) for p in pts]})
+            baselines = []
             for r in brows:
                 name = r["method"] + (f" ({Path(str(r['checkpoint'])).name})"
                                       if r.get("checkpoint") and len(axes["checkpoint"]) > 1 else "")
                 ax.axhline(r["value"], linestyle="--", linewidth=1, color="0.5")
                 ax.annotate(name, (0.01, r["value"]), xycoords=("axes fraction", "data"), fontsize=6,
                             color="0.35", va="bottom")
+                baselines.append({"label": name, "value": r["value"]})
             if not numeric:
                 ax.set_xticks(range(len(xs)), [Path(str(x)).name for x in xs], rotation=20)
-            ax.set_xlabel(axis)
+            ax.set_xlabel({"step": "training step", "trained_num_freqs": "K (trained)"}.get(axis, axis))
             ax.set_ylabel(metric)
             if groups and len(groups) <= 12:
                 ax.legend(fontsize=6)
@@ -349,6 +405,9 @@ def plot_results(rows, axes: Mapping[str, list], plot_dir) -> list[Path]:
             path = plot_dir / f"{safe}.png"
             fig.savefig(path, dpi=80)
             plt.close(fig)
+            write_json_atomic(path.with_suffix(".json"), {
+                "metric": metric, "axis": axis, "lines": lines, "baselines": baselines,
+                "x_labels": None if numeric else [Path(str(x)).name for x in xs]})
             written.append(path)
     return written
 
