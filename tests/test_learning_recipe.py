@@ -2,9 +2,9 @@
 floor on held-out scenes (an untrained denoiser, zero motion, one fixed image-independent map).
 
 It trains only what the motion prior needs (VAE, LDM stage 1) at 48×32 on the generator's exact
-motion, with the demo's conditioning and guidance, so a change that stops the prior from using
-the image (data, losses, conditioning, statistics) fails here within minutes instead of in a
-long run. Measured when written: see the margins below.
+motion, with the demo's conditioning (its image encoder) and guidance, so a change that stops the
+prior from using the image (data, losses, conditioning, statistics) fails here within minutes
+instead of in a long run. Measured when written: see the margins below.
 """
 
 import numpy as np
@@ -15,7 +15,7 @@ from gid_jax import motion
 from gid_jax.config import load_config
 from gid_jax.eval import learning
 from gid_jax.pipeline import Pipeline
-from gid_jax.quickstart import DEMO_GUIDANCE
+from gid_jax.quickstart import DEMO_DENOISER, DEMO_GUIDANCE
 from gid_jax.train import get_task, train
 from gid_jax.train.stages import stage_plan
 
@@ -24,9 +24,10 @@ RECIPE = {
     "vae": ["--config.train.num_steps=200", "--config.optimizer.learning_rate=2e-3",
             "--config.train.ema_decay=0.99", "--config.checkpoint.every_steps=1000",
             "--config.latent_stats_batches=8"],
-    "ldm": ["--config.train.num_steps=600", "--config.train.batch_size=8",
-            "--config.optimizer.learning_rate=1e-3", "--config.optimizer.warmup_steps=50",
-            "--config.train.ema_decay=0.99", "--config.checkpoint.every_steps=1000"],
+    "ldm": DEMO_DENOISER + [
+        "--config.train.num_steps=600", "--config.train.batch_size=8",
+        "--config.optimizer.learning_rate=1e-3", "--config.optimizer.warmup_steps=50",
+        "--config.train.ema_decay=0.99", "--config.checkpoint.every_steps=1000"],
 }
 
 
