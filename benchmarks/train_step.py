@@ -14,7 +14,7 @@ Fit before running (`--analyze`): compile only, never execute, no data needed:
 
     python benchmarks/train_step.py --analyze --devices 8 --mesh data=-1,fsdp=8 \
         --per-device-batch 1 --dtype bfloat16 [--stages vae,ldm,ldm_freq_attn,renderer] \
-        [--variant paper] [--config.model.remat=full]
+        [--variant paper] [--config.model.remat=full] [--config.model.vae.remat=full]
 
 For every stage at the `--variant` config (default paper) it lowers and compiles the training
 step (`jax.jit(...).lower(...).compile()`) on the mesh of `--devices` fake CPU devices (or the
@@ -52,6 +52,16 @@ def parse_mesh(text: str) -> dict:
 STAGES = {"vae": "configs/vae.py", "ldm": "configs/ldm.py",
           "ldm_freq_attn": "configs/ldm_freq_attn.py", "renderer": "configs/renderer.py"}
 CAPACITIES_GB = {"h100_80gb": 80.0, "tpu_v5p_95gb": 95.0}
+# The remat field of the model each stage trains (docs/parallelism.md "Memory: rematerialisation").
+REMAT_FIELD = {"vae": "model.vae.remat", "ldm": "model.remat", "ldm_freq_attn": "model.remat",
+               "renderer": "model.renderer.remat"}
+
+
+def stage_remat(stage: str, config) -> str:
+    node = config
+    for key in REMAT_FIELD[stage].split("."):
+        node = node.get(key) if node is not None else None
+    return "none" if node is None else str(node)
 
 
 def fake_prepared_dir(root: str, num_freqs: int, height: int, width: int) -> str:
@@ -121,6 +131,18 @@ def _memory_bytes(compiled) -> dict:
     return out
 
 
+def _state_bytes(abstract_state) -> dict:
+    """Bytes of the training state by part: `global` (unsharded) and `per_device` (one shard)."""
+    out = {}
+    for part in ("params", "rest", "opt_state", "ema"):
+        leaves = [x for x in jax.tree.leaves(getattr(abstract_state, part)) if hasattr(x, "shape")]
+        out[part] = {"global": int(sum(math.prod(x.shape) * x.dtype.itemsize for x in leaves)),
+                     "per_device": int(sum(math.prod(x.sharding.shard_shape(x.shape)) * x.dtype.itemsize
+                                           for x in leaves))}
+    out["total"] = {k: sum(v[k] for v in out.values()) for k in ("global", "per_device")}
+    return out
+
+
 def analyze_stage(stage: str, args, overrides) -> dict:
     """Compile (never run) the stage's step at per-device batch b and 2b; extrapolate the fit."""
     from gid_jax.parallel import batch_shards
@@ -146,6 +168,7 @@ def analyze_stage(stage: str, args, overrides) -> dict:
                      "compile_seconds": round(trainer.compile_seconds, 1),
                      "flops_per_step_per_device": trainer.flops_per_step,
                      "bytes_per_device": _memory_bytes(compiled)})
+        state_bytes = _state_bytes(trainer.abstract_state)
         del trainer, compiled
     (b1, m1), (b2, m2) = [(r["per_device_batch"], r["bytes_per_device"].get("total")) for r in rows]
     fits = {}
@@ -155,8 +178,8 @@ def analyze_stage(stage: str, args, overrides) -> dict:
         fits = {name: max(0, math.floor((gb * 1e9 - fixed) / slope)) for name, gb in CAPACITIES_GB.items()}
         fits.update(bytes_per_example=slope, bytes_fixed=fixed)
     out = {"stage": stage, "variant": args.variant, "compute_dtype": args.dtype,
-           "remat": config.model.get("remat", "none"), "points": rows,
-           "max_per_device_batch": fits,
+           "remat_field": REMAT_FIELD[stage], "remat": stage_remat(stage, config), "points": rows,
+           "state_bytes": state_bytes, "max_per_device_batch": fits,
            "method": "linear extrapolation of compiled bytes/device from per-device batch b and 2b"}
     if stage == "renderer":
         out["perceptual_vgg"] = bool(getattr(task, "uses_vgg", False))

@@ -262,6 +262,14 @@ def test_analyze_compiles_without_running():
     assert p2["bytes_per_device"]["total"] > p1["bytes_per_device"]["total"] > 0
     fit = stage["max_per_device_batch"]
     assert fit["tpu_v5p_95gb"] >= fit["h100_80gb"] > 0
+    assert (stage["remat_field"], stage["remat"]) == ("model.remat", "none")
+    # Independent of the compiler: the EMA is one copy of the weights, Adam two (mu, nu) plus
+    # its step counters, and data parallelism replicates all of it.
+    state = stage["state_bytes"]
+    params = state["params"]["global"]
+    assert state["ema"]["global"] == params > 0
+    assert 2 * params <= state["opt_state"]["global"] < 2 * params + 1024
+    assert all(v["per_device"] == v["global"] for v in state.values())
 
 
 def test_accelerator_smoke_tiny():
