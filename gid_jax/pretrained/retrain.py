@@ -27,13 +27,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Two recipes, each the demo's pipeline at 64x40, T = 30, K = 8 (`training`: per-stage
 # `--config.x=y` overrides of the `tiny` configs; None = `quickstart.DEMO_TRAINING`).
-# "demo": exactly `make demo` (CPU minutes); the shipped bundle until a "small" run finishes.
+# "demo": exactly `make demo` (CPU minutes); the shipped bundle before the first "small" run.
 DEMO = {
     "data": {"num_videos": 160, "num_heldout": 32, "size": [64, 40], "num_frames": 30, "seed": 0,
              "motion_source": "ground_truth"},
     "training": None,
 }
-# "small": twice the procedural videos plus real footage (OpenCV's tree.avi, optical flow; the
+# "small" (the shipped bundle): twice the procedural videos plus real footage (OpenCV's tree.avi, optical flow; the
 # procedural clips keep their exact motion; at 64x40 its clips move 0.004-0.045 px on average and
 # fall under the static filter, so it only counts once the recipe moves to a larger size), the
 # paper's image encoder size (base 64, 2 blocks per stage: the encoder's width is what lifted the
