@@ -33,15 +33,15 @@ DEMO = {
              "motion_source": "ground_truth"},
     "training": None,
 }
-# "small" (the shipped bundle): twice the procedural videos plus real footage (OpenCV's tree.avi, optical flow; the
-# procedural clips keep their exact motion; at 64x40 its clips move 0.004-0.045 px on average and
-# fall under the static filter, so it only counts once the recipe moves to a larger size), the
-# paper's image encoder size (base 64, 2 blocks per stage: the encoder's width is what lifted the
-# demo's AUC, a wider U-Net did not), 3x the VAE's and ~3.6x the LDM's schedules: 56 minutes on a
-# 2-core CPU that was also running the test suite for half of it, resumable. Guidance w = 0.5:
-# this prior's own amplitude is already high, so the demo's w = 2.5 overshot (measured on its 32
-# held-out scenes, 10 solver steps: w = 2.5 ratio 3.81, w = 1.5 2.72, w = 1 2.08, w = 0.5 1.49;
-# AUC 0.865-0.870 and dependence 0.45-0.47 at every w).
+# "small" (the shipped bundle): twice the procedural videos plus real footage (OpenCV's tree.avi,
+# optical flow; the procedural clips keep their exact motion; at 64x40 its clips move 0.004-0.045
+# px on average and fall under the static filter, so it only counts once the recipe moves to a
+# larger size), the paper's image encoder size (base 64, 2 blocks per stage: the encoder's width is
+# what lifted the demo's AUC, a wider U-Net did not), 3x the VAE's and ~3.6x the LDM's schedules:
+# 56 minutes on a 2-core CPU that was also running the test suite for half of it, resumable.
+# Guidance w = 0.5: this prior's own amplitude is already high, so the demo's w = 2.5 overshot
+# (measured on its 32 held-out scenes, 10 solver steps: w = 2.5 ratio 3.81, w = 1.5 2.72, w = 1
+# 2.08, w = 0.5 1.49; AUC 0.865-0.870 and dependence 0.45-0.47 at every w).
 _DENOISER = ["--config.model.image_encoder.base_channels=64",
              "--config.model.image_encoder.blocks_per_stage=2"]
 SMALL = {
