@@ -41,7 +41,8 @@ DEMO = {
 # 56 minutes on a 2-core CPU that was also running the test suite for half of it, resumable.
 # Guidance w = 0.5: this prior's own amplitude is already high, so the demo's w = 2.5 overshot
 # (measured on its 32 held-out scenes, 10 solver steps: w = 2.5 ratio 3.81, w = 1.5 2.72, w = 1
-# 2.08, w = 0.5 1.49; AUC 0.865-0.870 and dependence 0.45-0.47 at every w).
+# 2.08, w = 0.5 1.49, with AUC 0.865-0.870 and dependence 0.45-0.47; w = 0: ratio 1.05 but AUC
+# 0.852, dependence 0.42).
 _DENOISER = ["--config.model.image_encoder.base_channels=64",
              "--config.model.image_encoder.blocks_per_stage=2"]
 SMALL = {
