@@ -133,12 +133,12 @@ def _memory_bytes(compiled) -> dict:
 
 def _state_bytes(abstract_state) -> dict:
     """Bytes of the training state by part: `global` (unsharded) and `per_device` (one shard)."""
+    from gid_jax.train.metrics import tree_nbytes
+
     out = {}
     for part in ("params", "rest", "opt_state", "ema"):
         leaves = [x for x in jax.tree.leaves(getattr(abstract_state, part)) if hasattr(x, "shape")]
-        out[part] = {"global": int(sum(math.prod(x.shape) * x.dtype.itemsize for x in leaves)),
-                     "per_device": int(sum(math.prod(x.sharding.shard_shape(x.shape)) * x.dtype.itemsize
-                                           for x in leaves))}
+        out[part] = {"global": tree_nbytes(leaves), "per_device": tree_nbytes(leaves, per_device=True)}
     out["total"] = {k: sum(v[k] for v in out.values()) for k in ("global", "per_device")}
     return out
 

@@ -154,5 +154,9 @@ def read_metrics(workdir: str | os.PathLike, name: str = "metrics.jsonl") -> dic
     return out
 
 
-def tree_nbytes(tree: Any) -> int:
-    return int(sum(np.prod(x.shape) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
+def tree_nbytes(tree: Any, per_device: bool = False) -> int:
+    """Bytes of a tree of arrays (or ShapeDtypeStructs); `per_device`: of one device's shard of
+    each leaf, from its sharding."""
+    def shape(x):
+        return x.sharding.shard_shape(x.shape) if per_device else x.shape
+    return int(sum(np.prod(shape(x)) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
