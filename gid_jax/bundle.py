@@ -32,7 +32,10 @@ the weights are stored once rather than baked into every `.bin` as constants.
 
 The exported functions run without any gid_jax code: `exp = jax.export.deserialize(bytes)`, then
 `exp.call(dict(np.load("ldm_params.npz")), z, t, t_prev, image, w)`. They are compiled for the
-platforms named at export time (the current backend by default; see `--platforms`).
+platforms named at export time (the current backend by default; see `--platforms`). With the
+manifest's `sampler.match_amplitude`, run the steps twice from the same noise, at
+`guidance_weight` and at 0, and scale the first volume by the ratio of their mean amplitude maps
+(what `Pipeline` does; gid_jax/pipeline.py `SamplerSettings`).
 
 Trust. A bundle is data, loaded by our own code: `Pipeline.load(BUNDLE)` parses JSON, reads the
 `.npz` arrays with `allow_pickle=False` and builds the models from the configs; it never

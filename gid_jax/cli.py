@@ -83,7 +83,8 @@ FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 
 def _sampler_overrides(args) -> dict:
     names = {"steps": "num_steps", "solver": "solver", "guidance": "guidance_weight",
-             "order": "order", "grid": "grid", "loop_mode": "loop_mode"}
+             "order": "order", "grid": "grid", "loop_mode": "loop_mode",
+             "match_amplitude": "match_amplitude"}
     return {field: getattr(args, arg) for arg, field in names.items()
             if getattr(args, arg, None) is not None}
 
@@ -343,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--grid", choices=GRIDS,
                        help="sampling step grid (default: uniform for ddim, logsnr otherwise)")
         p.add_argument("--guidance", type=float, help="classifier-free guidance weight w")
+        p.add_argument("--match-amplitude", action=argparse.BooleanOptionalAction,
+                       help="rescale the guided motion to the amplitude of the unguided (w = 0) "
+                       "sample from the same noise: guidance picks where, the model how much "
+                       "(default: the pipeline's)")
 
     anim = sub.add_parser(
         "animate", help="animate a still image into a (looping) video",

@@ -79,6 +79,11 @@ class SamplerSettings:
     grid: str | None = None         # step grid, one of GRIDS (None: uniform for DDIM, else logsnr)
     eta: float = 0.0                # DDIM η; NOT RECOVERED for v3 (v1 ablations used 0)
     guidance_weight: float = 1.75   # classifier-free guidance w (docs/method.md §7.2)
+    # Rescale each guided sample to the mean motion amplitude of the conditional (w = 0) sample
+    # drawn from the same noise: guidance decides *where* the scene moves, the prior *how much*
+    # (CFG sharpens the layout but inflates the amplitude). Our addition; costs one more
+    # conditional sampling pass (README, "Learning: what we measured").
+    match_amplitude: bool = False
     loop_mode: str = "periods"      # how loop=True loops, one of LOOP_MODES (module doc)
     loop_weight: float = 200.0      # self-guidance u on the L1-norm loop loss (docs/method.md §7.2)
     self_recurrence: int = 2        # universal-guidance recurrences when guiding (docs/method.md §7.2)
@@ -100,6 +105,8 @@ class SamplerSettings:
             (self.order is None or self.order in (1, 2, 3), f"order must be 1, 2 or 3, got {self.order!r}"),
             (integer(self.num_steps, 1), f"num_steps must be an integer >= 1, got {self.num_steps!r}"),
             (finite(self.guidance_weight), f"guidance_weight must be finite, got {self.guidance_weight!r}"),
+            (isinstance(self.match_amplitude, (bool, np.bool_)),
+             f"match_amplitude must be true or false, got {self.match_amplitude!r}"),
             (finite(self.eta) and self.eta >= 0, f"eta must be finite and >= 0, got {self.eta!r}"),
             (finite(self.loop_weight) and self.loop_weight >= 0,
              f"loop_weight must be finite and >= 0, got {self.loop_weight!r}"),
@@ -414,23 +421,37 @@ def _sample_spectral_volumes(ldm: MotionLDM, images, key, ends, *, schedule: Noi
     if solver == "consistency":      # a distilled model: guidance is in its weights
         latents = consistency_sample(lambda z, t: ldm.denoiser.eps(z, t, features), noise,
                                      sample_key, schedule, s.num_steps)
-    elif solver == "dpm_solver_pp":
-        latents = dpm_solver_pp_sample(eps_fn, noise, schedule, s.num_steps, order=order, grid=grid)
-    elif solver == "unipc":
-        latents = unipc_sample(eps_fn, noise, schedule, s.num_steps, order=order, grid=grid)
-    elif guided is None:
-        latents = ddim_sample(eps_fn, noise, sample_key, schedule, s.num_steps, eta=s.eta, grid=grid)
-    else:
-        def loop_loss(latents):
-            traj = motion.to_trajectories(spectral_volume(latents), times=ends, period=s.period)
-            if guided == "paper":   # L_g = ‖F_T − F_1‖₁ + ‖∇F_T − ∇F_1‖₁ over all pixels (Eq. 5)
-                return jnp.sum(motion.loop_loss(traj)) * height * width   # per-pixel mean → L1
-            return jnp.sum(jnp.abs(traj[:, :3] - traj[:, 3:]))   # frames at the wrap vs onwards
+        return spectral_volume(latents)
 
-        latents = ddim_sample(eps_fn, noise, sample_key, schedule, s.num_steps, eta=s.eta,
-                              guidance_loss=loop_loss, guidance_scale=s.loop_weight,
-                              self_recurrence=s.self_recurrence, grid=grid)
-    return spectral_volume(latents)
+    def loop_loss(latents):
+        traj = motion.to_trajectories(spectral_volume(latents), times=ends, period=s.period)
+        if guided == "paper":   # L_g = ‖F_T − F_1‖₁ + ‖∇F_T − ∇F_1‖₁ over all pixels (Eq. 5)
+            return jnp.sum(motion.loop_loss(traj)) * height * width   # per-pixel mean → L1
+        return jnp.sum(jnp.abs(traj[:, :3] - traj[:, 3:]))   # frames at the wrap vs onwards
+
+    def sample(eps_fn, loop_guided: bool):
+        if solver == "dpm_solver_pp":
+            return dpm_solver_pp_sample(eps_fn, noise, schedule, s.num_steps, order=order, grid=grid)
+        if solver == "unipc":
+            return unipc_sample(eps_fn, noise, schedule, s.num_steps, order=order, grid=grid)
+        if not loop_guided:
+            return ddim_sample(eps_fn, noise, sample_key, schedule, s.num_steps, eta=s.eta, grid=grid)
+        return ddim_sample(eps_fn, noise, sample_key, schedule, s.num_steps, eta=s.eta,
+                           guidance_loss=loop_loss, guidance_scale=s.loop_weight,
+                           self_recurrence=s.self_recurrence, grid=grid)
+
+    sv = spectral_volume(sample(eps_fn, guided is not None))
+    if s.match_amplitude and s.guidance_weight != 0:
+        reference = spectral_volume(sample(lambda z, t: ldm.denoiser.eps(z, t, features), False))
+        scale = _mean_amplitude(reference) / jnp.maximum(_mean_amplitude(sv), 1e-12)
+        sv = sv * scale[:, None, None, None, None]
+    return sv
+
+
+def _mean_amplitude(svs) -> jnp.ndarray:
+    """`(B, K, H, W, 4)` → `(B,)`: each volume's amplitude map Σ_{k≥1} |S_k(p)| averaged over
+    pixels (the DC term is a static offset, not motion)."""
+    return jnp.mean(jnp.sum(motion.amplitude(svs[:, 1:]), axis=1), axis=(1, 2))
 
 
 def _finite(what: str, value) -> np.ndarray:

@@ -62,12 +62,14 @@ def quickstart(workdir, num_videos: int = 160, num_heldout: int = 32, size=(64, 
                num_frames: int = 30, seed: int = 0, fps: float = 30.0,
                sampling_steps: int = 10, animation_frames: int = 30, num_animated: int = 8,
                training: dict | None = None, motion_source: str = "ground_truth",
-               real_videos=(), guidance_weight: float = DEMO_GUIDANCE) -> Path:
+               real_videos=(), guidance_weight: float = DEMO_GUIDANCE,
+               match_amplitude: bool = False) -> Path:
     """The whole method end to end on procedural data, at the tiny model sizes (CPU minutes):
     synthesise → prepare → train VAE, LDM stages 1 and 2, renderer → measure on held-out scenes
     → animate them → report. Every step is skipped when its output exists. Returns the report's
     path. `training` replaces `DEMO_TRAINING` (per-stage `--config.x=y` overrides) and
-    `guidance_weight` the sampler's CFG weight `DEMO_GUIDANCE`.
+    `guidance_weight` the sampler's CFG weight `DEMO_GUIDANCE` (`match_amplitude`: see
+    `pipeline.SamplerSettings`).
 
     The learning metrics use all `num_heldout` scenes (with 8, AUC moved by ±0.04 between scene
     draws, measured); the renderer metrics, loop seams and animations the first `num_animated`.
@@ -118,7 +120,8 @@ def quickstart(workdir, num_videos: int = 160, num_heldout: int = 32, size=(64, 
     # image dependence is weak and guidance amplifies it.
     pipe_dir = Pipeline.write_spec(workdir / "pipeline", runs / "ldm2", runs / "renderer",
                                    num_steps=sampling_steps, loop_weight=10.0,
-                                   guidance_weight=guidance_weight)
+                                   guidance_weight=guidance_weight,
+                                   match_amplitude=match_amplitude)
     pipe = Pipeline.load(pipe_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     results = measure(pipe, pipe_dir, heldout, workdir / "videos", report_dir, animation_frames,
@@ -281,7 +284,8 @@ def _markdown(results: dict, pipe) -> str:
         f"Tiny models trained for CPU minutes on procedural oscillation videos, measured on "
         f"{lr['num_scenes']} held-out scenes they never saw ({pipe.width}×{pipe.height}, "
         f"T = {s.period} frames at {s.fps:g} fps, K = {pipe.ldm.num_freqs}). Sampler: {s.solver}, "
-        f"{s.num_steps} steps, guidance w = {s.guidance_weight}.", "",
+        f"{s.num_steps} steps, guidance w = {s.guidance_weight}"
+        f"{' (amplitude matched to w = 0)' if s.match_amplitude else ''}.", "",
         "## Does the motion prior learn?", "",
         "Floors: the same pipeline with an untrained denoiser, zero motion, and one fixed "
         "image-independent amplitude map (the training scenes' mean). Ceilings: each scene's "

@@ -70,12 +70,23 @@ def test_guidance_targets_the_seam_it_is_asked_for():
 def test_settings_are_validated_with_the_field_named():
     SamplerSettings(solver="unipc", order=2, grid="quadratic").validate()
     for field, value in [("solver", "euler"), ("loop_mode", "pause"), ("grid", "cosine"),
-                         ("order", 4), ("num_steps", 0), ("guidance_weight", float("inf"))]:
+                         ("order", 4), ("num_steps", 0), ("guidance_weight", float("inf")),
+                         ("match_amplitude", "yes")]:
         with pytest.raises(ValueError, match=field):
             SamplerSettings(**{field: value}).validate()
     assert SamplerSettings(solver="unipc").solver_options() == ("unipc", 3, "logsnr")
     assert SamplerSettings(solver="unipc").solver_options(guided=True) == ("ddim", 1, "uniform")
     assert SamplerSettings(solver="dpm_solver_pp", grid="uniform").solver_options()[1:] == (2, "uniform")
+
+
+def test_cli_sampler_options_reach_the_pipeline_settings():
+    args = cli.build_parser().parse_args(["animate", "x.png", "--out", "x.gif", "--guidance", "2",
+                                          "--no-match-amplitude"])
+    assert cli._sampler_overrides(args) == {"guidance_weight": 2.0, "match_amplitude": False}
+    args = cli.build_parser().parse_args(["interact", "x.png", "--match-amplitude"])
+    overrides = cli._sampler_overrides(args)
+    assert overrides == {"match_amplitude": True}
+    assert SamplerSettings(**overrides).validate().match_amplitude is True
 
 
 def test_cli_choices_match_the_pipeline():
@@ -123,6 +134,24 @@ def test_solvers_and_grids_are_wired(pipe, image):
     for solver, grid in [("unipc", None), ("dpm_solver_pp", "uniform")]:
         sv = pipe.predict_spectral_volume(image, seed=0, solver=solver, grid=grid, num_steps=4)
         assert sv.shape == (pipe.ldm.num_freqs, pipe.height, pipe.width, 4) and np.all(np.isfinite(sv))
+
+
+def test_matched_amplitude_is_the_guided_sample_at_the_conditional_samples_amplitude(pipe, image):
+    """match_amplitude: each guided sample times one factor per image, the factor that gives it
+    the mean amplitude (numpy reference: eval.learning.amplitude_map) of the conditional (w = 0)
+    sample drawn from the same seed."""
+    from gid_jax.eval.learning import amplitude_map
+
+    images = np.stack([image, image[::-1, ::-1]])
+    kw = dict(seed=3, num_steps=4, guidance_weight=3.0)
+    guided = pipe.predict_spectral_volumes(images, **kw)
+    matched = pipe.predict_spectral_volumes(images, **kw, match_amplitude=True)
+    conditional = pipe.predict_spectral_volumes(images, **{**kw, "guidance_weight": 0.0})
+    for g, m, c in zip(guided, matched, conditional):
+        factor = amplitude_map(c).mean() / amplitude_map(g).mean()
+        assert abs(np.log(factor)) > 0.01, factor        # guidance did change the amplitude
+        assert amplitude_map(m).mean() == pytest.approx(amplitude_map(c).mean(), rel=1e-4)
+        np.testing.assert_allclose(m, g * factor, rtol=1e-4, atol=1e-5 * np.abs(g).max())
 
 
 # ----------------------------------------------------------------------------- gid animate

@@ -96,10 +96,12 @@ def retrain(workdir, install: bool = False, recipe: dict = SMALL) -> dict:
     data["real_videos"] = [REPO / v for v in data.get("real_videos", ())]
     training = recipe["training"] or DEMO_TRAINING
     guidance = recipe.get("guidance_weight", DEMO_GUIDANCE)
+    match_amplitude = recipe.get("match_amplitude", False)
     summary_path = workdir / "report" / "summary.json"
     finished = all((workdir / "runs" / name / "FINISHED").exists() for name, _, _ in STAGES)
     if not (finished and summary_path.exists()):      # else: trained and measured already
-        quickstart(workdir, training=training, guidance_weight=guidance, **data)
+        quickstart(workdir, training=training, guidance_weight=guidance,
+                   match_amplitude=match_amplitude, **data)
     summary = json.loads(summary_path.read_text())
     result = {"report": str(summary_path.with_name("report.md")),
               "learning": summary["learning"]["model"],
@@ -108,7 +110,7 @@ def retrain(workdir, install: bool = False, recipe: dict = SMALL) -> dict:
         out = _ROOT / DEFAULT_MODEL
         name = next((n for n, r in RECIPES.items() if r is recipe), "custom")
         provenance = {"commit": _commit(), "recipe": name, "data": recipe["data"], "training": training,
-                      "guidance_weight": guidance,
+                      "guidance_weight": guidance, "match_amplitude": match_amplitude,
                       "command": f"python -m gid_jax.pretrained.retrain --workdir WORKDIR --install "
                                  f"--recipe {name}",
                       "heldout_metrics": summary["learning"], "renderer_metrics": summary["renderer"]}
