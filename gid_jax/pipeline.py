@@ -411,6 +411,9 @@ def _sample_spectral_volumes(ldm: MotionLDM, images, key, ends, *, schedule: Noi
 
     def eps_fn(z, t):
         return ldm.denoiser.guided_eps(z, t, features, s.guidance_weight)
+
+    def conditional_eps(z, t):
+        return ldm.denoiser.eps(z, t, features)
     noise_key, sample_key = jax.random.split(key)
     noise = jax.random.normal(noise_key, (b * k, h, w, c))
 
@@ -419,8 +422,7 @@ def _sample_spectral_volumes(ldm: MotionLDM, images, key, ends, *, schedule: Noi
 
     solver, order, grid = s.solver_options(guided is not None)
     if solver == "consistency":      # a distilled model: guidance is in its weights
-        latents = consistency_sample(lambda z, t: ldm.denoiser.eps(z, t, features), noise,
-                                     sample_key, schedule, s.num_steps)
+        latents = consistency_sample(conditional_eps, noise, sample_key, schedule, s.num_steps)
         return spectral_volume(latents)
 
     def loop_loss(latents):
@@ -442,7 +444,7 @@ def _sample_spectral_volumes(ldm: MotionLDM, images, key, ends, *, schedule: Noi
 
     sv = spectral_volume(sample(eps_fn, guided is not None))
     if s.match_amplitude and s.guidance_weight != 0:
-        reference = spectral_volume(sample(lambda z, t: ldm.denoiser.eps(z, t, features), False))
+        reference = spectral_volume(sample(conditional_eps, False))
         scale = _mean_amplitude(reference) / jnp.maximum(_mean_amplitude(sv), 1e-12)
         sv = sv * scale[:, None, None, None, None]
     return sv

@@ -40,7 +40,7 @@ DEMO = {
 # what lifted the demo's AUC, a wider U-Net did not), 3x the VAE's schedule and ~11x the LDM's
 # (12000 steps, cosine decay to 0.1x; 4000 constant-lr steps gave AUC 0.865, ratio 1.49,
 # dependence 0.45 at w = 0.5, 12000 give 0.872 / 0.84 / 0.47): about 2 hours on a 2-core CPU
-# that was also running the test suite for half of it, resumable.
+# that was also running the test suite for 40 minutes of it, resumable.
 # Guidance w = 0.5: this prior's own amplitude is already high, so the demo's w = 2.5 overshot
 # (measured on its 32 held-out scenes, 10 solver steps: w = 2.5 ratio 3.81, w = 1.5 2.72, w = 1
 # 2.08, w = 0.5 1.49, with AUC 0.865-0.870 and dependence 0.45-0.47; w = 0: ratio 1.05 but AUC
