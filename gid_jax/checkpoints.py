@@ -122,7 +122,7 @@ def load_params_from(workdir: str | os.PathLike, targets: dict[str, Any], *, fil
     `targets` maps names to nnx.States of this run (e.g. {'params': state.params, 'rest': state.rest}:
     stage 2 keeps the frozen stage-1 base in 'rest'). A leaf is matched by its path inside the
     model, whichever container holds it on either side; it is copied when its '/'-joined path
-    matches the regex `filter` and the shapes agree. The source's EMA copy replaces its trainable
+    matches the regex `filter`; a matched leaf of another shape is an error. The source's EMA copy replaces its trainable
     params when `use_ema` and it has one. Everything else keeps its fresh initialisation (e.g.
     stage 2's new frequency-attention layers). Returns (updated targets, copied paths). Placement
     (sharding) follows the targets. `source_path` = (regex, replacement) renames a target path
@@ -167,15 +167,15 @@ def load_params_from(workdir: str | os.PathLike, targets: dict[str, Any], *, fil
                 if not pattern.search(short) or src_name not in src:
                     continue
                 container, m = src[src_name]
-                if tuple(m.shape) != tuple(leaf.shape):
-                    log.warning("init_from: %s has shape %s in %s, %s here; not copied", short,
-                                tuple(m.shape), workdir, tuple(leaf.shape))
-                    continue
+                if tuple(m.shape) != tuple(leaf.shape):   # half a model copied is a silent bug
+                    raise ValueError(f"train.init_from: {short} has shape {tuple(m.shape)} in "
+                                     f"{workdir} but {tuple(leaf.shape)} here; build the same "
+                                     "architecture (the source run's --config.model.* overrides)")
                 wanted[f"{tname}/{name}"] = (f"{container}/{src_name}", leaf)
                 names.append(short)
         if not names:
             raise ValueError(f"train.init_from: no parameter of {workdir} (step {step}) matches filter "
-                             f"{filter!r} with equal shapes")
+                             f"{filter!r}")
         nested: dict = {}
         for src_name, leaf in wanted.values():
             d = nested

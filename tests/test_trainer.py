@@ -258,6 +258,18 @@ def test_init_from_copies_filtered_params(reference):
                                   fresh_np.params["l2"]["kernel"][...])   # not matched by the filter
 
 
+def test_init_from_refuses_another_architecture(reference):
+    """A narrower model matches every path of the source but no shape: copying half of it (the
+    LDM stages' frozen VAE built at another width) must stop the run, not warn."""
+    src, _, _ = reference
+    c = base_config()
+    c.toy.hidden = 16                          # the source run's is 32
+    c.train.init_from.update(workdir=str(src), filter=".*")
+    tr = Trainer(make_toy_task(c), c)
+    with pytest.raises(ValueError, match=r"init_from: l1/bias has shape \(32,\) in .* but \(16,\) here"):
+        tr.apply_init_from(tr.init_state(1), c.train.init_from)
+
+
 def test_learning_rate_schedules():
     c = toy_train_config()
     c.optimizer.update(learning_rate=1.0, warmup_steps=10, schedule="cosine", decay_steps=110,
