@@ -2,7 +2,8 @@
 
 Each rule names the library file and the exact message it drops, so that every other warning
 or error still shows; a hook also drops the "Event loop is closed" tracebacks TensorStore prints
-after a failed checkpoint read or write. `quiet_libraries()` installs both; it is idempotent, so
+after a failed checkpoint read or write, and a warnings filter the never-awaited write coroutines
+that a failed save leaves behind. `quiet_libraries()` installs both; it is idempotent, so
 every entry point (`gid`, `quickstart`, `train_stages`, the checkpoint code) just calls it.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 # (logger, emitting file, text of the message): each dropped message, with why.
 _RULES = (
@@ -70,6 +72,10 @@ def quiet_libraries() -> None:
         for name in {logger for logger, _, _ in _RULES}:
             rules = [(where, text) for logger, where, text in _RULES if logger == name]
             logging.getLogger(None if name == "root" else name).addFilter(_Drop(rules))
+        # A save that fails (a full disk) abandons its other array-fragment writes; Python warns
+        # at exit that each of their coroutines was never awaited, after `gid`'s one error line.
+        warnings.filterwarnings("ignore", message=r"coroutine '.*write_fragment' was never awaited",
+                                category=RuntimeWarning)
         _installed = True
     if not getattr(sys.unraisablehook, "_gid_quiet", False):
         previous = sys.unraisablehook
