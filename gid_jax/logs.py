@@ -3,7 +3,7 @@
 Each rule names the library file and the exact message it drops, so that every other warning
 or error still shows; a hook also drops the "Event loop is closed" tracebacks TensorStore prints
 after a failed checkpoint read or write, and a warnings filter the never-awaited write coroutines
-that a failed save leaves behind. `quiet_libraries()` installs both; it is idempotent, so
+that a failed save leaves behind. `quiet_libraries()` installs all three; it is idempotent, so
 every entry point (`gid`, `quickstart`, `train_stages`, the checkpoint code) just calls it.
 """
 

@@ -37,8 +37,8 @@ DEMO = {
 # optical flow; the procedural clips keep their exact motion; at 64x40 its clips move 0.004-0.045
 # px on average and fall under the static filter, so it only counts once the recipe moves to a
 # larger size), the paper's image encoder size (base 64, 2 blocks per stage: the encoder's width is
-# what lifted the demo's AUC, a wider U-Net did not), 3x the VAE's schedule and ~11x the LDM's
-# (12000 steps, cosine decay to 0.1x; 4000 constant-lr steps gave AUC 0.865, ratio 1.49,
+# what lifted the demo's AUC, a wider U-Net on the demo's tiny encoder did not), 3x the VAE's
+# schedule and ~11x the LDM's (12000 steps, cosine decay to 0.1x; 4000 constant-lr steps gave AUC 0.865, ratio 1.49,
 # dependence 0.45 at w = 0.5, 12000 give 0.872 / 0.84 / 0.47): about 2 hours on a 2-core CPU,
 # resumable.
 # The VAE (`_VAE`; the LDM stages repeat it to rebuild the same VAE) is twice the tiny width, with
@@ -49,9 +49,9 @@ DEMO = {
 # ratio 0.84 -> 1.26, dependence 0.47 -> 0.49 (w = 0.5; w = 0 / 1: AUC 0.879 / 0.890, ratio
 # 1.01 / 1.56).
 # Guidance w = 0.5: this prior's own amplitude is already high, so the demo's w = 2.5 overshot
-# (measured with the 4000-step stage 1 on its 32 held-out scenes, 10 solver steps: w = 2.5 ratio 3.81, w = 1.5 2.72, w = 1
-# 2.08, w = 0.5 1.49, with AUC 0.865-0.870 and dependence 0.45-0.47; w = 0: ratio 1.05 but AUC
-# 0.852, dependence 0.42).
+# (measured with the 4000-step stage 1 on its 32 held-out scenes, 10 solver steps: w = 2.5
+# ratio 3.81, w = 1.5 2.72, w = 1 2.08, w = 0.5 1.49, with AUC 0.865-0.870 and dependence
+# 0.45-0.47; w = 0: ratio 1.05 but AUC 0.852, dependence 0.42).
 _VAE = ["--config.model.vae.base_channels=32", "--config.model.vae.num_res_blocks=2"]
 _DENOISER = _VAE + ["--config.model.image_encoder.base_channels=64",
                     "--config.model.image_encoder.blocks_per_stage=2"]
