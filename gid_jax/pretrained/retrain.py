@@ -38,9 +38,9 @@ DEMO = {
 # px on average and fall under the static filter, so it only counts once the recipe moves to a
 # larger size), the paper's image encoder size (base 64, 2 blocks per stage: the encoder's width is
 # what lifted the demo's AUC, a wider U-Net on the demo's tiny encoder did not), 3x the VAE's
-# schedule and ~11x the LDM's (12000 steps, cosine decay to 0.1x; 4000 constant-lr steps gave AUC 0.865, ratio 1.49,
-# dependence 0.45 at w = 0.5, 12000 give 0.872 / 0.84 / 0.47): about 2 hours on a 2-core CPU,
-# resumable.
+# schedule and ~11x the LDM's (12000 steps, cosine decay to 0.1x; 4000 constant-lr steps gave
+# AUC 0.865, ratio 1.49, dependence 0.45 at w = 0.5, 12000 give 0.872 / 0.84 / 0.47): about 2
+# hours on a 2-core CPU, resumable.
 # The VAE (`_VAE`; the LDM stages repeat it to rebuild the same VAE) is twice the tiny width, with
 # two res blocks per level and a cosine schedule: the tiny VAE (16 channels, 1 block, constant lr)
 # was the bottleneck. Encoding the true volumes and decoding them kept AUC 0.951 of the truth's
