@@ -53,8 +53,8 @@ DEMO = {
 # not move it (25 solver steps 0.897, stage 1 alone 0.897, w = 2 0.897), so the U-Net is now
 # base 64 (about 15 MB of parameters; 0.87 CPU steps/s where base 32 ran 1.40), trained 12000
 # steps. Mid-run, at w = 0.5: 0.886 / 0.97 / 0.49 at step 4000, 0.894 / 0.99 / 0.51 at step 6000
-# (base 32 had 0.901 / 1.11 / 0.52 at step 6000 of 12000), so width alone is not clearly what
-# is left. The bundle's manifest and the README record what the finished recipe measures.
+# (base 32 had 0.901 / 1.11 / 0.52 at step 6000 of 12000), 0.898 / 1.02 / 0.51 at step 7000,
+# 0.902 / 0.96 / 0.52 at step 10000: a slow climb, within the scenes' noise (± 0.012). The bundle's manifest and the README record what the finished recipe measures.
 # Guidance w = 0.5: this prior's own amplitude is already high, so the demo's w = 2.5 overshot
 # (measured with the 4000-step stage 1 on its 32 held-out scenes, 10 solver steps: w = 2.5
 # ratio 3.81, w = 1.5 2.72, w = 1 2.08, w = 0.5 1.49, with AUC 0.865-0.870 and dependence
