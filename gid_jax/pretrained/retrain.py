@@ -39,7 +39,7 @@ DEMO = {
 # larger size), the paper's image encoder size (base 64, 2 blocks per stage: the encoder's width is
 # what lifted the demo's AUC, a wider U-Net on the demo's tiny encoder did not), 3x the VAE's
 # schedule, and a U-Net four times the tiny width trained ten times the demo's LDM steps (12000,
-# cosine decay to 0.1x): about 4 hours on a 2-core CPU, resumable (rerun the same command).
+# cosine decay to 0.1x): about 3.5 hours on a 2-core CPU, resumable (rerun the same command).
 # How it got here (held-out AUC / ratio / dependence at w = 0.5): stage 1 at 4000 constant-lr
 # steps 0.865 / 1.49 / 0.45; 12000 cosine steps 0.872 / 0.84 / 0.47. The VAE (`_VAE`; the LDM
 # stages repeat it to rebuild the same VAE) is twice the tiny width, with two res blocks per
@@ -51,10 +51,11 @@ DEMO = {
 # where base 16 had 0.872 / 1.28 / 0.47), trained 7000 steps: 0.896 / 1.04 / 0.52, the bundle of
 # commit 623e3cf. That U-Net underfits (AUC on its own training scenes 0.899) and sampling does
 # not move it (25 solver steps 0.897, stage 1 alone 0.897, w = 2 0.897), so the U-Net is now
-# base 64 (about 15 MB of parameters; 0.87 CPU steps/s where base 32 ran 1.40), trained 12000
+# base 64 (about 15 MB of parameters; 1.45 steps/s on 2 cores in the full run), trained 12000
 # steps. Mid-run, at w = 0.5: 0.886 / 0.97 / 0.49 at step 4000, 0.894 / 0.99 / 0.51 at step 6000
 # (base 32 had 0.901 / 1.11 / 0.52 at step 6000 of 12000), 0.898 / 1.02 / 0.51 at step 7000,
-# 0.902 / 0.96 / 0.52 at step 10000: a slow climb, within the scenes' noise (± 0.012). The bundle's manifest and the README record what the finished recipe measures.
+# 0.902 / 0.96 / 0.52 at step 10000: a slow climb, within the scenes' noise (± 0.012). The
+# bundle's manifest and the README record what the finished recipe measures.
 # Guidance w = 0.5: this prior's own amplitude is already high, so the demo's w = 2.5 overshot
 # (measured with the 4000-step stage 1 on its 32 held-out scenes, 10 solver steps: w = 2.5
 # ratio 3.81, w = 1.5 2.72, w = 1 2.08, w = 0.5 1.49, with AUC 0.865-0.870 and dependence
